@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -39,8 +40,11 @@ struct Outcome {
 double tolerance(DType dtype);
 
 // Runs one direction on one case and compares it with the reference.
-// Throws only for bad cases (dwconv::Error) or backend failures.
-Outcome run_case(Direction dir, const Case& c);
+// Throws only for bad cases (dwconv::Error) or backend failures. `runner`
+// replaces dwconv::run (the tests use it to prove that a broken kernel is
+// caught).
+using Runner = std::function<void(Direction, const Params&)>;
+Outcome run_case(Direction dir, const Case& c, const Runner& runner = {});
 
 // Fixed edge cases: kernel larger than the input, padding larger than the
 // kernel, stride larger than the kernel, H or W = 1, C = 1, N = 1,

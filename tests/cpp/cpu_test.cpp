@@ -1,0 +1,94 @@
+// CPU backend against the fp64 reference: edge shapes and seeded random
+// shapes, every direction x layout x dtype x variant.
+#include <cstring>
+
+#include "sweep.h"
+
+namespace dwconv::testing {
+namespace {
+
+class CpuEdge : public ::testing::TestWithParam<int> {};
+
+TEST_P(CpuEdge, MatchesReference) {
+  const Shape s = check::edge_shapes()[size_t(GetParam())];
+  SCOPED_TRACE(s.str());
+  sweep_shape(s, Device::cpu, uint64_t(GetParam()) + 1);
+}
+INSTANTIATE_TEST_SUITE_P(Shapes, CpuEdge, ::testing::Range(0, int(check::edge_shapes().size())));
+
+class CpuRandom : public ::testing::TestWithParam<int> {};
+
+TEST_P(CpuRandom, MatchesReference) {
+  std::mt19937_64 rng(uint64_t(GetParam()) * 7919 + 17);
+  const Shape s = check::random_shape(rng);
+  SCOPED_TRACE(s.str());
+  sweep_shape(s, Device::cpu, uint64_t(GetParam()) + 100);
+}
+INSTANTIATE_TEST_SUITE_P(Seeds, CpuRandom, ::testing::Range(0, 60));
+
+// Threads must not change the result: grad-weight and grad-bias reduce in a
+// fixed order, so 1 and 2 threads agree bit for bit.
+TEST(CpuDeterminism, GradWeightIndependentOfThreads) {
+  Shape s = conv2d_shape(3, 20, 17, 15, 5, 5, 1, 2);
+  for (Layout layout : all_layouts())
+    for (DType dtype : {DType::f32, DType::bf16}) {
+      std::vector<float> dy(size_t(s.output_elems() * 2)), x(size_t(s.input_elems() * 2));
+      std::mt19937_64 rng(5);
+      std::uniform_real_distribution<float> u(-1, 1);
+      // Raw bytes: any pattern is a valid f32 or (pairs of) bf16 values here.
+      for (auto& v : dy) v = u(rng);
+      for (auto& v : x) v = u(rng);
+      std::vector<double> out[2];
+      for (int t = 1; t <= 2; ++t) {
+        std::vector<double> dw(size_t(s.weight_elems()));  // big enough for f32 or bf16
+        Params p;
+        p.shape = s, p.dtype = dtype, p.layout = layout, p.threads = t;
+        p.grad_output = dy.data(), p.input = x.data(), p.grad_weight = dw.data();
+        run(Direction::grad_weight, p);
+        out[t - 1] = dw;
+      }
+      EXPECT_EQ(std::memcmp(out[0].data(), out[1].data(), out[0].size() * sizeof(double)), 0)
+          << to_string(layout) << " " << to_string(dtype);
+    }
+}
+
+// A test that cannot fail is a defect: the checker must catch a kernel that
+// leaves one element unwritten, and one that gets one element slightly wrong.
+TEST(CheckerCatches, UnwrittenAndWrongElements) {
+  for (Direction dir : all_directions()) {
+    check::Case c;
+    c.shape = conv2d_shape(2, 3, 6, 7, 3, 3, 1, 1);
+    EXPECT_TRUE(check::run_case(dir, c).ok);
+    auto output_of = [](Direction d, const Params& p) -> float* {
+      switch (d) {
+        case Direction::forward: return static_cast<float*>(p.output);
+        case Direction::grad_input: return static_cast<float*>(p.grad_input);
+        case Direction::grad_weight: return static_cast<float*>(p.grad_weight);
+        case Direction::grad_bias: return static_cast<float*>(p.grad_bias);
+      }
+      return nullptr;
+    };
+    auto output_elems = [](Direction d, const Shape& sh) {
+      return d == Direction::forward ? sh.output_elems() : d == Direction::grad_input ? sh.input_elems()
+             : d == Direction::grad_weight ? sh.weight_elems() : sh.out_c();
+    };
+    // Leaves the last element unwritten (it keeps the NaN poison).
+    const check::Outcome skipped = check::run_case(dir, c, [&](Direction d, const Params& p) {
+      float* out = output_of(d, p);
+      const int64_t n = output_elems(d, p.shape);
+      const float poison = out[n - 1];
+      reference::run(d, p);
+      out[n - 1] = poison;
+    });
+    EXPECT_FALSE(skipped.ok) << to_string(dir);
+    // Off by 1e-3 relative in one element of a few dozen: above the f32 tolerance.
+    const check::Outcome wrong = check::run_case(dir, c, [&](Direction d, const Params& p) {
+      reference::run(d, p);
+      output_of(d, p)[0] *= 1.01f;
+    });
+    EXPECT_FALSE(wrong.ok) << to_string(dir) << " rel_err " << wrong.rel_err;
+  }
+}
+
+}  // namespace
+}  // namespace dwconv::testing
