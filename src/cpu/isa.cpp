@@ -1,0 +1,94 @@
+// Target capping for Highway dynamic dispatch; see isa.h.
+#include "cpu/isa.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "dwconv/dwconv.h"
+#include "hwy/highway.h"
+#include "hwy/targets.h"
+
+namespace dwconv::cpu {
+namespace {
+
+struct Named {
+  int64_t bit;
+  const char* name;
+};
+// Best first. Lower Highway bits are better targets.
+const Named kTargets[] = {
+    {HWY_AVX3_DL, "avx512_dl"}, {HWY_AVX3, "avx512"},   {HWY_AVX2, "avx2"},     {HWY_SSE4, "sse4"},
+    {HWY_SSSE3, "ssse3"},       {HWY_EMU128, "emu128"}, {HWY_SCALAR, "scalar"},
+};
+constexpr int64_t kFallback = HWY_EMU128 | HWY_SCALAR;
+
+int64_t cap_from_name(const char* name) {
+  if (name == nullptr || name[0] == '\0' || std::strcmp(name, "best") == 0 || std::strcmp(name, "auto") == 0)
+    return ~int64_t(0);
+  if (std::strcmp(name, "scalar") == 0 || std::strcmp(name, "emu128") == 0) return kFallback;
+  if (std::strcmp(name, "avx3") == 0) name = "avx512";
+  for (const Named& t : kTargets)
+    if (std::strcmp(t.name, name) == 0) return ~(t.bit - 1);  // this target and every worse one
+  std::string all;
+  for (const Named& t : kTargets) all += std::string(all.empty() ? "" : ", ") + t.name;
+  throw Error(std::string("dwconv: unknown ISA '") + name + "'; expected one of: best, " + all);
+}
+
+std::atomic<int64_t> g_cap{0};  // 0: not initialised yet
+std::once_flag g_env_once;
+
+int64_t cap() {
+  std::call_once(g_env_once, [] {
+    int64_t expected = 0;
+    int64_t c = ~int64_t(0);
+    if (const char* env = std::getenv("DWCONV_ISA")) {
+      try {
+        c = cap_from_name(env);
+      } catch (const Error&) {
+        c = ~int64_t(0);  // an unknown value is ignored rather than failing every call
+      }
+    }
+    g_cap.compare_exchange_strong(expected, c);
+  });
+  return g_cap.load(std::memory_order_relaxed);
+}
+
+int64_t cpu_bits() {
+  static const int64_t bits = hwy::SupportedTargets() | kFallback;
+  return bits;
+}
+
+}  // namespace
+
+std::vector<std::string> compiled_targets() {
+  std::vector<std::string> v;
+  for (const Named& t : kTargets)
+    if (HWY_TARGETS & t.bit) v.push_back(t.name);
+  return v;
+}
+
+std::vector<std::string> supported_targets() {
+  std::vector<std::string> v;
+  for (const Named& t : kTargets)
+    if ((HWY_TARGETS & t.bit) && (cpu_bits() & t.bit)) v.push_back(t.name);
+  return v;
+}
+
+void force_target(const char* name) {
+  const int64_t c = cap_from_name(name);
+  cap();  // consume the environment first so it cannot override this later
+  g_cap.store(c);
+}
+
+int64_t allowed_target_bits() { return cpu_bits() & HWY_TARGETS & cap(); }
+
+std::string active_target() {
+  const int64_t a = allowed_target_bits();
+  for (const Named& t : kTargets)
+    if (a & t.bit) return t.name;
+  return (HWY_TARGETS & HWY_EMU128) ? "emu128" : "scalar";
+}
+
+}  // namespace dwconv::cpu

@@ -1,0 +1,18 @@
+// SIMD CPU kernels (Highway, run-time dispatch): each family's list of
+// variants, appended to the generic ones by registry.cpp.
+#pragma once
+
+#include <vector>
+
+#include "dwconv/kernels.h"
+
+namespace dwconv::cpu {
+
+std::vector<Kernel> simd_fwd_nchw_kernels();
+std::vector<Kernel> simd_dgrad_nchw_kernels();
+std::vector<Kernel> simd_wgrad_nchw_kernels();
+std::vector<Kernel> simd_fwd_nhwc_kernels();
+std::vector<Kernel> simd_dgrad_nhwc_kernels();
+std::vector<Kernel> simd_wgrad_nhwc_kernels();
+
+}  // namespace dwconv::cpu

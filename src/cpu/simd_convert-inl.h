@@ -1,0 +1,107 @@
+// Per-target helpers shared by the SIMD kernels: fp32 <-> storage type
+// conversion for whole vectors and scalars. bf16 rounds to nearest even
+// (Highway 1.0's DemoteTo truncates), matching dwconv::to_bf16.
+#if defined(DWCONV_CPU_CONVERT_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef DWCONV_CPU_CONVERT_INL_H_
+#undef DWCONV_CPU_CONVERT_INL_H_
+#else
+#define DWCONV_CPU_CONVERT_INL_H_
+#endif
+
+#include <cstring>
+#include <type_traits>
+
+#include "core/common.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace dwconv::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using hbf16 = hwy::bfloat16_t;
+
+// Storage type of the public API -> the Highway lane type.
+template <typename T>
+struct Lane {
+  using type = T;
+};
+template <>
+struct Lane<dwconv::bf16> {
+  using type = hbf16;
+};
+
+template <class D>
+HWY_INLINE hn::Vec<D> LoadF(D d, const float* HWY_RESTRICT p) {
+  return hn::LoadU(d, p);
+}
+template <class D>
+HWY_INLINE hn::Vec<D> LoadF(D d, const hbf16* HWY_RESTRICT p) {
+  const hn::Rebind<hbf16, D> db;
+  return hn::PromoteTo(d, hn::LoadU(db, p));
+}
+
+template <class D>
+HWY_INLINE void StoreF(D d, hn::Vec<D> v, float* HWY_RESTRICT p) {
+  hn::StoreU(v, d, p);
+}
+template <class D>
+HWY_INLINE void StoreF(D /* tag */, hn::Vec<D> v, hbf16* HWY_RESTRICT p) {
+  const hn::RebindToUnsigned<D> du;
+  const hn::RebindToSigned<D> di;
+  const hn::Rebind<uint16_t, D> du16;
+  auto u = hn::BitCast(du, v);
+  const auto lsb = hn::And(hn::ShiftRight<16>(u), hn::Set(du, 1u));
+  auto r = hn::ShiftRight<16>(hn::Add(u, hn::Add(hn::Set(du, 0x7fffu), lsb)));
+  // NaN stays a (quiet) NaN.
+  const auto nan = hn::Or(hn::ShiftRight<16>(u), hn::Set(du, 0x40u));
+  r = hn::IfThenElse(hn::RebindMask(du, hn::IsNaN(v)), nan, r);
+  const auto h = hn::DemoteTo(du16, hn::BitCast(di, r));
+  hn::StoreU(h, du16, reinterpret_cast<uint16_t*>(p));
+}
+
+HWY_INLINE float ToF(float v) { return v; }
+HWY_INLINE float ToF(hbf16 v) { return dwconv::to_f32(dwconv::bf16{v.bits}); }
+HWY_INLINE void FromF(float v, float* p) { *p = v; }
+HWY_INLINE void FromF(float v, hbf16* p) { p->bits = dwconv::to_bf16(v).bits; }
+
+// n floats from src (storage type) to dst (fp32).
+template <typename T>
+HWY_INLINE void ConvertIn(const T* HWY_RESTRICT src, float* HWY_RESTRICT dst, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (n > 0) std::memcpy(dst, src, size_t(n) * sizeof(float));
+  } else {
+    const hn::ScalableTag<float> d;
+    const int64_t L = int64_t(hn::Lanes(d));
+    int64_t i = 0;
+    for (; i + L <= n; i += L) hn::StoreU(LoadF(d, src + i), d, dst + i);
+    for (; i < n; ++i) dst[i] = ToF(src[i]);
+  }
+}
+// n floats from src (fp32) to dst (storage type).
+template <typename T>
+HWY_INLINE void ConvertOut(const float* HWY_RESTRICT src, T* HWY_RESTRICT dst, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (n > 0) std::memcpy(dst, src, size_t(n) * sizeof(float));
+  } else {
+    const hn::ScalableTag<float> d;
+    const int64_t L = int64_t(hn::Lanes(d));
+    int64_t i = 0;
+    for (; i + L <= n; i += L) StoreF(d, hn::LoadU(d, src + i), dst + i);
+    for (; i < n; ++i) FromF(src[i], dst + i);
+  }
+}
+
+// Sum of the lanes as double (fixed order: lane 0 first).
+template <class D>
+HWY_INLINE double SumLanes(D d, hn::Vec<D> v) {
+  HWY_ALIGN float buf[hn::MaxLanes(d)];
+  hn::Store(v, d, buf);
+  double s = 0;
+  for (size_t i = 0; i < hn::Lanes(d); ++i) s += double(buf[i]);
+  return s;
+}
+
+}  // namespace dwconv::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // DWCONV_CPU_CONVERT_INL_H_

@@ -1,0 +1,91 @@
+// SIMD forward, NCHW: the flat engine (simd_flat-inl.h) over blocks of
+// output rows. Any stride, dilation, padding and multiplier; fp32 and bf16
+// storage, fp32 accumulation. Vectorised along the flattened (row, column)
+// index, 8 vector accumulators per block, one broadcast weight per tap;
+// compile-time tap loops for kw = 3, 5, 7 at stride 1.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "cpu/simd_fwd_nchw.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include "cpu/simd_flat-inl.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace dwconv::cpu::HWY_NAMESPACE {
+
+template <typename T>
+void FwdNchwTyped(const Params& p, const simd::Slices& ws, const simd::FlatPlan& f) {
+  const Shape& s = p.shape;
+  const int64_t C = s.c, M = s.multiplier, OC = s.out_c(), KK = s.kh * s.kw;
+  const T* x = static_cast<const T*>(p.input);
+  const T* w = static_cast<const T*>(p.weight);
+  const T* b = static_cast<const T*>(p.bias);
+  T* y = static_cast<T*>(p.output);
+  const int64_t tasks = s.n * C * f.nblk;
+#pragma omp parallel num_threads(ws.threads)
+  {
+    const int tid = omp_get_thread_num();
+    float* buf = reinterpret_cast<float*>(ws.get(tid));
+    float* out = buf + f.in_floats;
+    float* wt = out + f.out_floats;
+    int64_t* offs = reinterpret_cast<int64_t*>(wt + simd::round_up(KK, 16));
+    const TapOffsets t{offs, offs + s.kh};
+    MakeOffsets(f, t);
+    std::memset(buf, 0, size_t(f.in_floats + f.out_floats) * sizeof(float));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t blk = task % f.nblk, nc = task / f.nblk;
+      const int64_t n = nc / C, c = nc % C;
+      const int64_t oy0 = blk * f.rows, rows = std::min(f.rows, f.oh - oy0);
+      CopyIn(f, x + nc * s.h * s.w, oy0, rows, buf);
+      for (int64_t r = 0; r < M; ++r) {
+        const int64_t o = c * M + r;
+        LoadWeights(w, o, KK, false, wt);
+        const float bias = b ? ToF(b[o]) : 0.0f;
+        RunFlatConv(f, t, buf, wt, bias, false, rows, out);
+        CopyOut(f, out, rows, y + ((n * OC + o) * f.oh + oy0) * f.ow);
+      }
+    }
+  }
+}
+
+void FwdNchw(const Params& p, const simd::Slices& ws, const simd::FlatPlan& f) {
+  if (p.dtype == DType::f32) {
+    FwdNchwTyped<float>(p, ws, f);
+  } else {
+    FwdNchwTyped<hbf16>(p, ws, f);  // dwconv::bf16 and hwy::bfloat16_t share their bits
+  }
+}
+
+}  // namespace dwconv::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "cpu/isa.h"
+#include "cpu/simd.h"
+
+namespace dwconv::cpu {
+HWY_EXPORT(FwdNchw);
+
+namespace {
+size_t thread_bytes(const Params& p) {
+  const Shape& s = p.shape;
+  const int64_t KK = s.kh * s.kw;
+  return simd::align_up(size_t(simd::flat_thread_floats(simd::flat_forward(s), simd::round_up(KK, 16))) * 4 +
+                        size_t(s.kh + s.kw) * 8);
+}
+int score(const Params& p) { return p.layout == Layout::nchw && simd::simd_dtype(p.dtype) ? 10 : -1; }
+size_t workspace(const Params& p) { return simd::workspace_for(thread_bytes(p), simd::thread_count(p)); }
+void run(const Params& p) {
+  const simd::Slices ws = simd::slices(p, thread_bytes(p));
+  const simd::FlatPlan f = simd::plan_rows(simd::flat_forward(p.shape), p.shape.n * p.shape.c, ws.threads);
+  DWCONV_HWY_CALL(FwdNchw)(p, ws, f);
+}
+}  // namespace
+
+std::vector<Kernel> simd_fwd_nchw_kernels() {
+  return {{"cpu_fwd_nchw_vec", Device::cpu, Direction::forward, score, run, workspace}};
+}
+
+}  // namespace dwconv::cpu
+#endif  // HWY_ONCE

@@ -1,0 +1,284 @@
+// Target-independent planning for the SIMD CPU kernels: geometry, blocking,
+// thread counts and workspace layout. Shared by score()/workspace() (plain
+// C++) and the per-target code (simd_*-inl.h), so the two always agree.
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "core/common.h"
+
+namespace dwconv::cpu::simd {
+
+inline int thread_count(const Params& p) { return p.threads > 0 ? p.threads : omp_get_max_threads(); }
+inline bool simd_dtype(DType t) { return t == DType::f32 || t == DType::bf16; }
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Largest vector block any target computes at once in the flat engine
+// (8 vectors of 16 floats): flat lengths are rounded up to it.
+constexpr int64_t kQBlock = 128;
+// Per-thread scratch budget of the flat engine, in floats (keeps a block in L2).
+constexpr int64_t kFlatBudget = 32 * 1024;
+constexpr size_t kAlign = 64;
+
+// ---------------------------------------------------------------------------
+// NCHW "flat" engine. A plane convolution
+//   out[oy][ox] = sum_{i,j} w[i][j] * V[sh*oy + dh*i][sw*ox + dw*j]
+// over a virtual input V[y][x] = src[(y - top) / uh][(x - left) / uw] (zero
+// when not divisible or outside src) is computed block of output rows by
+// block: the block's input is copied, converted to fp32 and zero padded, into
+// sh*sw phase planes P[ph][pw][r][c] = V[sh*(oy0 + r) + ph][sw*c + pw] of
+// pitch Wq = OW + cjmax. Then output (oy, ox) sits at flat index q = oy*Wq + ox
+// and every tap reads P[plane_ij] at q + off_ij: a 1D convolution over q with
+// no bounds checks (columns ox >= OW are computed and dropped).
+// Forward: src = x, uh = uw = 1. Grad-input: src = dy upsampled by the
+// stride, flipped weights, stride 1. Grad-weight: dot products of a flat dy
+// (zero in dropped columns) with the planes.
+struct FlatPlan {
+  int64_t src_h = 0, src_w = 0, uh = 1, uw = 1, top = 0, left = 0;
+  int64_t kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1, oh = 0, ow = 0;
+  int64_t rimax = 0, cjmax = 0, wq = 0, nphase = 1;
+  int64_t rows = 1;   // output rows per block (upper bound; the last block may be shorter)
+  int64_t nblk = 1;   // blocks per plane
+  int64_t plane = 0;  // floats per phase plane
+  int64_t nq = 0;     // flat outputs per full block, rounded up to kQBlock
+  int64_t in_floats = 0, out_floats = 0;
+
+  void finish(int64_t r) {
+    rows = std::max<int64_t>(1, std::min(r, oh));
+    nblk = ceil_div(oh, rows);
+    plane = (rows + rimax) * wq;
+    nq = round_up(rows * wq, kQBlock);
+    // Slack: vector blocks overshoot the block by up to kQBlock.
+    in_floats = round_up(nphase * plane + cjmax + 2 * kQBlock + 64, 16);
+    out_floats = round_up(nq + kQBlock, 16);
+  }
+  // Rows per block that keep in + out within the budget.
+  int64_t budget_rows() const {
+    const int64_t per_row = (nphase + 1) * wq;
+    const int64_t fixed = nphase * rimax * wq + cjmax + 3 * kQBlock;
+    return std::max<int64_t>(1, (kFlatBudget - fixed) / std::max<int64_t>(1, per_row));
+  }
+};
+
+inline FlatPlan flat_base(int64_t src_h, int64_t src_w, int64_t uh, int64_t uw, int64_t top, int64_t left, int64_t kh,
+                          int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t oh, int64_t ow) {
+  FlatPlan f;
+  f.src_h = src_h, f.src_w = src_w, f.uh = uh, f.uw = uw, f.top = top, f.left = left;
+  f.kh = kh, f.kw = kw, f.sh = sh, f.sw = sw, f.dh = dh, f.dw = dw, f.oh = oh, f.ow = ow;
+  f.rimax = ((kh - 1) * dh) / sh;
+  f.cjmax = ((kw - 1) * dw) / sw;
+  f.wq = ow + f.cjmax;
+  f.nphase = sh * sw;
+  return f;
+}
+
+// Forward on x: planes of the padded input.
+inline FlatPlan flat_forward(const Shape& s) {
+  return flat_base(s.h, s.w, 1, 1, s.pad_top, s.pad_left, s.kh, s.kw, s.stride_h, s.stride_w, s.dil_h, s.dil_w,
+                   s.out_h(), s.out_w());
+}
+// Grad-input as a stride-1 forward over dy upsampled by the stride, with the
+// flipped kernel; output H x W.
+inline FlatPlan flat_grad_input(const Shape& s) {
+  return flat_base(s.out_h(), s.out_w(), s.stride_h, s.stride_w, (s.kh - 1) * s.dil_h - s.pad_top,
+                   (s.kw - 1) * s.dil_w - s.pad_left, s.kh, s.kw, 1, 1, s.dil_h, s.dil_w, s.h, s.w);
+}
+
+// Blocking for forward / grad-input: fit the budget, then split rows until
+// there are a few tasks per thread (results do not depend on the blocking).
+inline FlatPlan plan_rows(FlatPlan f, int64_t planes, int threads) {
+  int64_t rows = std::min(f.oh, f.budget_rows());
+  const int64_t want_blocks = ceil_div(4 * int64_t(threads), std::max<int64_t>(1, planes));
+  if (want_blocks > 1) rows = std::min(rows, ceil_div(f.oh, want_blocks));
+  f.finish(rows);
+  return f;
+}
+// Per-thread floats at the budget blocking (an upper bound for plan_rows).
+inline int64_t flat_thread_floats(FlatPlan f, int64_t extra) {
+  f.finish(std::min(f.oh, f.budget_rows()));
+  return f.in_floats + f.out_floats + extra;
+}
+
+// Grad-weight: blocking and chunking depend on the shape only, so the
+// reduction order (and the result) is the same for any thread count.
+struct WgradPlan {
+  FlatPlan f;
+  int64_t units = 0;   // n x row blocks
+  int64_t chunks = 1;  // per channel; chunk k covers units [k*units/chunks, (k+1)*units/chunks)
+  int64_t kk = 0;
+};
+inline WgradPlan plan_wgrad_nchw(const Shape& s) {
+  WgradPlan w;
+  w.f = flat_forward(s);
+  w.f.finish(std::min(w.f.oh, w.f.budget_rows()));
+  w.units = s.n * w.f.nblk;
+  w.chunks = std::max<int64_t>(1, std::min(w.units, ceil_div(64, s.c)));
+  w.kk = s.kh * s.kw;
+  return w;
+}
+
+inline size_t align_up(size_t b) { return (b + kAlign - 1) / kAlign * kAlign; }
+
+}  // namespace dwconv::cpu::simd
+
+namespace dwconv::cpu::simd {
+
+// Per-thread slices of the workspace. The thread count is the caller's,
+// capped by what the workspace holds (omp_get_max_threads may have changed
+// since workspace_size was asked).
+struct Slices {
+  unsigned char* base = nullptr;
+  size_t per = 0;
+  int threads = 1;
+  unsigned char* get(int t) const { return base + size_t(t) * per; }
+};
+inline size_t workspace_for(size_t per_thread, int threads) { return per_thread * size_t(threads) + kAlign; }
+inline Slices slices(const Params& p, size_t per_thread) {
+  Slices s;
+  s.per = align_up(per_thread);
+  auto raw = reinterpret_cast<uintptr_t>(p.workspace);
+  const uintptr_t aligned = (raw + kAlign - 1) / kAlign * kAlign;
+  const size_t lost = size_t(aligned - raw);
+  const size_t avail = p.workspace_bytes > lost ? p.workspace_bytes - lost : 0;
+  s.base = reinterpret_cast<unsigned char*>(aligned);
+  const int64_t fit = int64_t(avail / std::max<size_t>(1, s.per));
+  s.threads = int(std::min<int64_t>(thread_count(p), fit));
+  if (p.workspace == nullptr || s.threads < 1)
+    throw BackendError("dwconv: SIMD CPU kernel given a workspace of " + std::to_string(p.workspace_bytes) +
+                       " bytes, needs at least " + std::to_string(s.per + kAlign));
+  return s;
+}
+
+}  // namespace dwconv::cpu::simd
+
+namespace dwconv::cpu::simd {
+
+// NHWC with multiplier 1: a direct convolution vectorised along C.
+// Forward: in = x (H x W), out = y (OH x OW). Grad-input at stride 1: in = dy,
+// out = dx, flipped weights, pads (k-1)*dil - pad (may be negative).
+struct NhwcGeom {
+  int64_t in_h, in_w, out_h, out_w, c;
+  int64_t kh, kw, sh, sw, dh, dw, pt, pl;
+};
+inline NhwcGeom nhwc_forward(const Shape& s) {
+  return {s.h,        s.w,        s.out_h(), s.out_w(), s.c,       s.kh,      s.kw,
+          s.stride_h, s.stride_w, s.dil_h,   s.dil_w,   s.pad_top, s.pad_left};
+}
+inline NhwcGeom nhwc_grad_input(const Shape& s) {
+  return {s.out_h(),
+          s.out_w(),
+          s.h,
+          s.w,
+          s.c,
+          s.kh,
+          s.kw,
+          1,
+          1,
+          s.dil_h,
+          s.dil_w,
+          (s.kh - 1) * s.dil_h - s.pad_top,
+          (s.kw - 1) * s.dil_w - s.pad_left};
+}
+constexpr int64_t kNhwcWgradCBlock = 128;  // channels per task (grad-weight)
+
+// Blocking of the NHWC convolution: a task is (n, block of output rows,
+// block of output columns, block of channels); its input window is copied,
+// as fp32 and zero padded, into a per-thread scratch [rows_in][wp][cbp] so
+// that every output pixel is computed without bounds checks and every load
+// is a whole aligned vector.
+struct NhwcPlan {
+  NhwcGeom g;
+  int64_t cp = 0;                    // weight / bias channel pitch (C rounded up to 16)
+  int64_t cb = 0, ncb = 1, cbp = 0;  // channels per block, blocks, scratch channel pitch
+  int64_t bw = 0, nbx = 1;           // output columns per block, blocks
+  int64_t ry = 0, nby = 1;           // output rows per block, blocks
+  int64_t rows_in = 0, wp = 0;       // scratch rows and pixels (at the full block sizes)
+  int64_t scratch_floats = 0;
+  void finish_rows(int64_t r) {
+    ry = std::max<int64_t>(1, std::min(r, g.out_h));
+    nby = ceil_div(g.out_h, ry);
+    rows_in = (ry - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+    scratch_floats = round_up(rows_in * wp * cbp + 64, 16);
+  }
+};
+constexpr int64_t kNhwcBudget = 64 * 1024;  // floats of scratch per thread
+inline NhwcPlan plan_nhwc_cb(const NhwcGeom& g, int64_t cb) {
+  NhwcPlan p;
+  p.g = g;
+  p.cp = round_up(g.c, 16);
+  p.cb = cb;
+  p.ncb = ceil_div(g.c, p.cb);
+  p.cbp = round_up(p.cb, 16);
+  const int64_t ext_w = (g.kw - 1) * g.dw + 1, ext_h = (g.kh - 1) * g.dh + 1;
+  // Columns: all of them unless one row of the window exceeds the budget.
+  const int64_t max_px = std::max<int64_t>(1, kNhwcBudget / (p.cbp * ext_h));
+  p.bw = g.out_w;
+  if ((g.out_w - 1) * g.sw + ext_w > max_px) p.bw = std::max<int64_t>(8, (max_px - ext_w) / g.sw + 1);
+  // Keep a task's window within ~256 KiB of input address span per row
+  // (large C: a window of all columns would touch one line per page per
+  // channel block, thrashing the TLB).
+  const int64_t span_px = std::max<int64_t>(8, (256 * 1024) / std::max<int64_t>(1, g.c * 4));
+  if ((p.bw - 1) * g.sw + ext_w > span_px) p.bw = std::min(p.bw, std::max<int64_t>(8, (span_px - ext_w) / g.sw + 1));
+  p.bw = std::min(p.bw, g.out_w);
+  p.nbx = ceil_div(g.out_w, p.bw);
+  p.wp = (p.bw - 1) * g.sw + ext_w;
+  // Rows: as many as fit.
+  const int64_t fit_rows_in = std::max<int64_t>(ext_h, kNhwcBudget / (p.wp * p.cbp));
+  p.finish_rows(std::max<int64_t>(1, (fit_rows_in - ext_h) / g.sh + 1));
+  return p;
+}
+// Copy-in work per output element, relative to the unavoidable sh*sw.
+inline double nhwc_copy_ratio(const NhwcPlan& p) {
+  return double(p.rows_in * p.wp) / double(p.ry * p.bw * p.g.sh * p.g.sw);
+}
+// The channel block (measured on Zen 3, see docs/performance-cpu.md): the
+// largest whose window copy stays within 1.3x of the minimum (long
+// contiguous reads: what bandwidth-bound and 1D shapes need); when none does
+// (small images, large kernels), 16 channels, doubled until a task holds at
+// least 64K lane-FMAs.
+inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balance) {
+  NhwcPlan best;
+  bool found = false;
+  for (int64_t cb :
+       {int64_t(1) << 30, int64_t(512), int64_t(256), int64_t(128), int64_t(64), int64_t(32), int64_t(16)}) {
+    const int64_t c = std::min(cb, g.c);
+    if (found) break;
+    const NhwcPlan p = plan_nhwc_cb(g, c);
+    if (nhwc_copy_ratio(p) <= 1.3) best = p, found = true;
+  }
+  if (!found) {
+    int64_t c = std::min<int64_t>(16, g.c);
+    for (;;) {
+      best = plan_nhwc_cb(g, c);
+      if (c >= g.c || best.ry * best.bw * c * g.kh * g.kw >= 64 * 1024) break;
+      c = std::min(g.c, 2 * c);
+    }
+  }
+  if (balance) {
+    const int64_t others = n * best.nbx * best.ncb;
+    const int64_t want = ceil_div(4 * int64_t(threads), std::max<int64_t>(1, others));
+    if (want > 1) best.finish_rows(std::min(best.ry, ceil_div(g.out_h, want)));
+  }
+  return best;
+}
+
+// Grad-weight NHWC: chunks of n x OH rows per channel block (shape only).
+struct WgradNhwcPlan {
+  int64_t ncb = 1, units = 0, chunks = 1, kk = 0, cb = kNhwcWgradCBlock;
+};
+inline WgradNhwcPlan plan_wgrad_nhwc(const Shape& s) {
+  WgradNhwcPlan w;
+  w.cb = std::min<int64_t>(kNhwcWgradCBlock, s.c);
+  w.ncb = ceil_div(s.c, w.cb);
+  w.units = s.n * s.out_h();
+  w.chunks = std::max<int64_t>(1, std::min(w.units, ceil_div(64, w.ncb)));
+  w.kk = s.kh * s.kw;
+  return w;
+}
+
+}  // namespace dwconv::cpu::simd

@@ -1,0 +1,189 @@
+// The SIMD CPU kernels on every Highway target this CPU runs: each SIMD
+// variant (every CPU variant not named *_generic) that accepts a case is
+// forced, on each target in turn (cpu::force_target, what DWCONV_ISA does),
+// and checked by dwconv::check against the fp64 reference (relative error in
+// the 2-norm: 1e-5 for f32, 1e-2 for bf16), on SIMD-specific shapes (vector
+// tails, strides, dilations, large kernels), the shared edge shapes and
+// random shapes. Also: the ISA cap itself, dispatch picking the SIMD
+// variants, and grad-weight bitwise independent of the thread count.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/common.h"
+#include "cpu/isa.h"
+#include "dwconv/check.h"
+#include "dwconv/kernels.h"
+
+namespace dwconv {
+namespace {
+
+struct Buffers {
+  std::vector<unsigned char> x, w, b, y, dy, dx, dw;
+};
+
+size_t bytes(DType t, int64_t n) { return size_t(n) * dtype_size(t); }
+
+void fill(DType t, std::vector<unsigned char>& v, int64_t n, std::mt19937_64& rng) {
+  v.assign(bytes(t, n), 0);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (int64_t i = 0; i < n; ++i) {
+    const float f = u(rng);
+    if (t == DType::f32)
+      reinterpret_cast<float*>(v.data())[i] = f;
+    else if (t == DType::bf16)
+      reinterpret_cast<bf16*>(v.data())[i] = to_bf16(f);
+  }
+}
+std::vector<Shape> isa_shapes() {
+  std::vector<Shape> v = {
+      conv2d_shape(2, 3, 9, 11, 3, 3, 1, 1),
+      conv2d_shape(1, 2, 17, 40, 3, 3, 2, 1),
+      conv2d_shape(2, 2, 12, 13, 5, 5, 1, 2),
+      conv2d_shape(1, 3, 15, 19, 5, 5, 2, 2),
+      conv2d_shape(1, 2, 14, 14, 7, 7, 1, 3),
+      conv2d_shape(1, 2, 9, 30, 4, 4, 1, 1),         // even kernel
+      conv2d_shape(1, 2, 20, 21, 3, 3, 3, 0, 2),     // stride 3, dilation 2
+      conv2d_shape(2, 2, 10, 10, 3, 3, 1, 1, 1, 3),  // multiplier 3
+      conv2d_shape(1, 1, 7, 7, 13, 13, 1, 6),        // kernel larger than input
+      conv2d_shape(1, 1, 40, 37, 31, 31, 1, 15),
+      conv2d_shape(1, 2, 9, 9, 1, 1),
+      conv2d_shape(1, 2, 6, 5, 3, 3, 1, 4),  // padding larger than kernel
+      conv2d_shape(1, 1, 60, 12, 51, 5, 1, 0),
+      conv1d_shape(2, 3, 100, 4, 1, 0, 1, 1, true),  // causal
+      conv1d_shape(1, 2, 77, 31, 1, 15),
+      conv1d_shape(1, 2, 50, 3, 2, 1, 3),
+      conv2d_shape(3, 20, 8, 8, 3, 3, 1, 1),  // NHWC channel tails: 16 + 4
+      conv2d_shape(1, 37, 5, 6, 3, 3, 1, 1),  // 16 + 16 + 4 + 1
+      conv2d_shape(1, 7, 11, 1, 3, 1, 1, 1),  // W = 1
+      conv2d_shape(1, 5, 1, 11, 1, 3, 1, 1),  // H = 1
+  };
+  Shape asym = conv2d_shape(1, 3, 11, 12, 3, 5, 1, 0);
+  asym.pad_top = 2, asym.pad_bottom = 0, asym.pad_left = 0, asym.pad_right = 3;
+  v.push_back(asym);
+  Shape mix = conv2d_shape(2, 4, 13, 17, 5, 3, 1, 0);
+  mix.stride_h = 2, mix.stride_w = 1, mix.dil_h = 1, mix.dil_w = 2, mix.pad_top = 1, mix.pad_bottom = 3,
+  mix.pad_left = 2, mix.pad_right = 2;
+  v.push_back(mix);
+  return v;
+}
+
+bool is_simd(const char* name) { return std::strstr(name, "generic") == nullptr; }
+
+// Every SIMD variant that accepts a case, on one target.
+void check_simd_variants(const std::string& target, const Shape& shape, uint64_t seed,
+                         std::map<std::string, int>& runs) {
+  for (Direction dir : {Direction::forward, Direction::grad_input, Direction::grad_weight})
+    for (Layout layout : {Layout::nchw, Layout::nhwc})
+      for (DType dt : {DType::f32, DType::bf16}) {
+        Params p;
+        p.shape = shape, p.dtype = dt, p.layout = layout;
+        for (const Kernel* k : candidates(dir, p)) {
+          if (!is_simd(k->name)) continue;
+          check::Case c;
+          c.shape = shape, c.dtype = dt, c.layout = layout, c.kernel = k->name, c.seed = seed;
+          c.bias = (seed % 2) == 0;
+          c.threads = int(1 + seed % 3);
+          const check::Outcome o = check::run_case(dir, c);
+          EXPECT_TRUE(o.ok) << target << ": " << to_string(dir) << " " << c.str() << ": " << o.message;
+          ++runs[k->name];
+        }
+      }
+}
+
+class CpuIsa : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { cpu::force_target(GetParam().c_str()); }
+  void TearDown() override { cpu::force_target(nullptr); }
+};
+
+TEST_P(CpuIsa, SimdVariantsOnIsaShapes) {
+  ASSERT_EQ(cpu::active_target(), GetParam());
+  std::map<std::string, int> runs;
+  const std::vector<Shape> shapes = isa_shapes();
+  for (size_t i = 0; i < shapes.size(); ++i) check_simd_variants(GetParam(), shapes[i], 100 + i, runs);
+  for (const char* name : {"cpu_fwd_nchw_vec", "cpu_dgrad_nchw_vec", "cpu_wgrad_nchw_vec", "cpu_fwd_nhwc_vec",
+                           "cpu_dgrad_nhwc_vec", "cpu_wgrad_nhwc_vec"})
+    EXPECT_GT(runs[name], 5) << name;
+}
+
+TEST_P(CpuIsa, SimdVariantsOnEdgeShapes) {
+  std::map<std::string, int> runs;
+  const std::vector<Shape> shapes = check::edge_shapes();
+  for (size_t i = 0; i < shapes.size(); ++i) check_simd_variants(GetParam(), shapes[i], 200 + i, runs);
+}
+
+TEST_P(CpuIsa, SimdVariantsOnRandomShapes) {
+  std::map<std::string, int> runs;
+  std::mt19937_64 rng(0x15a);
+  for (int i = 0; i < 25; ++i) check_simd_variants(GetParam(), check::random_shape(rng), 300 + i, runs);
+}
+
+INSTANTIATE_TEST_SUITE_P(Targets, CpuIsa, ::testing::ValuesIn(cpu::supported_targets()),
+                         [](const auto& info) { return info.param; });
+
+TEST(CpuIsaDispatch, TargetsAndCap) {
+  const auto compiled = cpu::compiled_targets();
+  ASSERT_FALSE(compiled.empty());
+  const std::string fallback = compiled.back();
+  EXPECT_TRUE(fallback == "emu128" || fallback == "scalar") << fallback;
+  cpu::force_target("scalar");
+  EXPECT_EQ(cpu::active_target(), fallback);
+  cpu::force_target("emu128");
+  EXPECT_EQ(cpu::active_target(), fallback);
+  cpu::force_target("sse4");
+  EXPECT_EQ(cpu::active_target(), "sse4");
+  cpu::force_target(nullptr);
+  EXPECT_EQ(cpu::active_target(), cpu::supported_targets().front());
+  EXPECT_THROW(cpu::force_target("avx9000"), Error);
+}
+
+TEST(CpuIsaDispatch, SimdChosenWhereItApplies) {
+  Params p;
+  p.shape = conv2d_shape(2, 32, 28, 28, 3, 3, 1, 1);
+  float dummy = 0;  // selection needs non-null pointers, never reads them
+  p.input = p.weight = p.grad_output = &dummy;
+  p.output = p.grad_input = p.grad_weight = &dummy;
+  for (DType dt : {DType::f32, DType::bf16}) {
+    p.dtype = dt;
+    p.layout = Layout::nchw;
+    EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nchw_vec");
+    EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nchw_vec");
+    EXPECT_EQ(selected_kernel(Direction::grad_weight, p), "cpu_wgrad_nchw_vec");
+    p.layout = Layout::nhwc;
+    EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nhwc_vec");
+    EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nhwc_vec");
+    EXPECT_EQ(selected_kernel(Direction::grad_weight, p), "cpu_wgrad_nhwc_vec");
+  }
+  p.dtype = DType::f64;  // stays generic
+  p.layout = Layout::nchw;
+  EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nchw_generic");
+}
+
+TEST(CpuIsaDispatch, GradWeightBitwiseIndependentOfThreads) {
+  const Shape s = conv2d_shape(3, 5, 33, 29, 5, 5, 1, 2);
+  for (Layout layout : {Layout::nchw, Layout::nhwc}) {
+    std::mt19937_64 rng(7);
+    Buffers a;
+    fill(DType::f32, a.x, s.input_elems(), rng);
+    fill(DType::f32, a.dy, s.output_elems(), rng);
+    std::vector<std::vector<float>> results;
+    for (int threads : {1, 2, 3}) {
+      std::vector<float> dw(size_t(s.weight_elems()));
+      Params p;
+      p.shape = s, p.layout = layout, p.threads = threads;
+      p.input = a.x.data(), p.grad_output = a.dy.data(), p.grad_weight = dw.data();
+      grad_weight(p);
+      results.push_back(dw);
+    }
+    EXPECT_EQ(0, std::memcmp(results[0].data(), results[1].data(), results[0].size() * 4));
+    EXPECT_EQ(0, std::memcmp(results[0].data(), results[2].data(), results[0].size() * 4));
+  }
+}
+
+}  // namespace
+}  // namespace dwconv
