@@ -1,0 +1,121 @@
+// Runs every CUDA kernel variant, compiled for the CPU emulation
+// (cuda_runtime.h here), against the fp64 reference through dwconv::check:
+// the edge shapes, seeded random shapes and scaled-down suite shapes, every
+// direction x layout x dtype x variant that accepts the case. Reports
+// failures and how often each variant ran. See README.md.
+//
+//   emu_test [--count N] [--seed S] [--filter SUBSTRING] [--quiet] [--skip-wide]
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+
+#include "dwconv/check.h"
+#include "dwconv/kernels.h"
+
+namespace dwconv {
+// The CPU backend is not part of this build; the reference is the oracle.
+std::vector<Kernel> cpu_kernels() { return {}; }
+}  // namespace dwconv
+
+using namespace dwconv;
+
+int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  int count = 40;
+  uint64_t seed = 1;
+  std::string filter;
+  bool quiet = false;
+  bool skip_wide = false;  // skip shapes with >= 1024 channels (slow under emulation)
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--count") && i + 1 < argc)
+      count = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc)
+      seed = std::strtoull(argv[++i], nullptr, 10);
+    else if (!std::strcmp(argv[i], "--filter") && i + 1 < argc)
+      filter = argv[++i];
+    else if (!std::strcmp(argv[i], "--quiet"))
+      quiet = true;
+    else if (!std::strcmp(argv[i], "--skip-wide"))
+      skip_wide = true;
+    else {
+      std::fprintf(stderr, "usage: emu_test [--count N] [--seed S] [--filter SUBSTRING] [--quiet] [--skip-wide]\n");
+      return 2;
+    }
+  }
+  std::vector<Shape> shapes = check::edge_shapes();
+  // Suite-like shapes, small batch and channels (the emulation is slow).
+  shapes.push_back(conv2d_shape(1, 4, 56, 56, 7, 7, 1, 3));
+  shapes.push_back(conv2d_shape(1, 8, 30, 30, 3, 3, 2, 1));
+  shapes.push_back(conv2d_shape(1, 8, 28, 28, 5, 5, 2, 2));
+  shapes.push_back(conv2d_shape(2, 16, 7, 7, 7, 7, 1, 3));
+  shapes.push_back(conv2d_shape(1, 4, 20, 20, 13, 13, 1, 6));
+  shapes.push_back(conv2d_shape(1, 8, 12, 70, 3, 3, 1, 1));
+  shapes.push_back(conv1d_shape(1, 16, 300, 4, 1, 0, 1, 1, true));
+  shapes.push_back(conv1d_shape(1, 8, 100, 31, 1, 15));
+  {
+    Shape s = conv2d_shape(1, 8, 10, 12, 3, 3, 1, 1, 1, 2);  // multiplier 2 with 8 channels (vector widths)
+    shapes.push_back(s);
+  }
+  // Large kernels with strides, dilations and multipliers (cuda_wgrad_nchw_tile, the kany tiles).
+  {
+    Shape a = conv2d_shape(2, 3, 29, 31, 13, 11, 2, 6, 2, 2);
+    a.pad_bottom = 3, a.pad_right = 1;
+    shapes.push_back(a);
+    shapes.push_back(conv2d_shape(1, 2, 30, 30, 11, 11, 1, 15, 3, 1));
+    shapes.push_back(conv2d_shape(1, 2, 70, 70, 33, 33, 3, 16, 1, 1));  // > 1024 taps: several tap groups
+    shapes.push_back(conv1d_shape(2, 3, 500, 101, 3, 50, 2, 2, false));
+    shapes.push_back(conv1d_shape(1, 4, 200, 120, 1, 0, 1, 1, true));
+    shapes.push_back(conv2d_shape(5, 2, 9, 9, 11, 11, 1, 5));  // batch chunks
+  }
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < count; ++i) shapes.push_back(check::random_shape(rng));
+
+  const Direction dirs[] = {Direction::forward, Direction::grad_input, Direction::grad_weight, Direction::grad_bias};
+  const DType dtypes[] = {DType::f32, DType::f64, DType::f16, DType::bf16};
+  const Layout layouts[] = {Layout::nchw, Layout::nhwc};
+  std::map<std::string, int> runs, fails;
+  int total = 0, failed = 0, idx = 0;
+  for (const Shape& s : shapes) {
+    ++idx;
+    if (skip_wide && s.c >= 1024) continue;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (Direction dir : dirs)
+      for (Layout layout : layouts)
+        for (DType dtype : dtypes) {
+          Params p;
+          p.shape = s, p.dtype = dtype, p.layout = layout, p.device = Device::cuda;
+          for (const Kernel* k : candidates(dir, p)) {
+            if (!filter.empty() && std::string(k->name).find(filter) == std::string::npos) continue;
+            check::Case c;
+            c.shape = s, c.dtype = dtype, c.layout = layout, c.device = Device::cuda, c.kernel = k->name;
+            c.seed = seed + uint64_t(idx), c.bias = (idx % 2) == 0;
+            check::Outcome o;
+            try {
+              o = check::run_case(dir, c);
+            } catch (const std::exception& e) {
+              o.ok = false;
+              o.message = std::string("exception: ") + e.what();
+            }
+            ++total;
+            ++runs[k->name];
+            if (!o.ok) {
+              ++failed;
+              ++fails[k->name];
+              std::printf("FAIL %-28s %-11s %s: %s (rel_err %.3g)\n", k->name, to_string(dir), c.str().c_str(),
+                          o.message.c_str(), o.rel_err);
+            } else if (!quiet) {
+              std::printf("ok   %-28s %-11s %s rel_err %.3g\n", k->name, to_string(dir), c.str().c_str(), o.rel_err);
+            }
+          }
+        }
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!quiet || sec > 5) std::printf("shape %d/%d %s: %.1fs\n", idx, int(shapes.size()), s.str().c_str(), sec);
+  }
+  std::printf("\n%-30s %6s %6s\n", "variant", "runs", "fails");
+  for (const Kernel& k : kernels()) std::printf("%-30s %6d %6d\n", k.name, runs[k.name], fails[k.name]);
+  std::printf("\n%d shapes, %d variant runs, %d failed\n", int(shapes.size()), total, failed);
+  return failed == 0 ? 0 : 1;
+}
