@@ -1,0 +1,50 @@
+"""dwconv: depthwise convolution (groups == channels) for PyTorch on CPU and CUDA.
+
+    import dwconv
+    y = dwconv.conv2d(x, w, b, stride=1, padding="same")      # = F.conv2d(..., groups=x.shape[1])
+    layer = dwconv.DwConv2d(64, 64, 7, padding=3)              # drop-in nn.Conv2d(64, 64, 7, padding=3, groups=64)
+    model, replaced = dwconv.convert(model)                    # swap depthwise nn.Conv1d/2d in place
+
+The ops are torch.ops.dwconv.conv2d_forward / conv2d_grad_input / conv2d_grad_weight / conv2d_grad_bias
+(see dwconv._ops). See docs/python.md.
+"""
+import torch  # first: loads the CUDA runtime and OpenMP that torch ships
+
+from . import _C
+
+__version__ = _C.__version__
+
+
+def _check_cuda_match() -> None:
+    if not _C.cuda_built() or not torch.version.cuda:
+        return
+    built = _C.cuda_version()  # e.g. 12080 for 12.8
+    built_major = built // 1000
+    torch_major = int(torch.version.cuda.split(".")[0])
+    if built_major != torch_major:
+        raise ImportError(
+            f"dwconv was built with CUDA {built_major}.{(built % 1000) // 10} but this torch uses CUDA "
+            f"{torch.version.cuda}: the major versions must match. Rebuild dwconv against this torch with a "
+            f"CUDA {torch_major}.x toolkit (pip install --no-build-isolation . with that nvcc on PATH), or build "
+            "it without CUDA (DWCONV_CUDA=OFF).")
+
+
+_check_cuda_match()
+
+from . import _ops  # noqa: E402  (registers torch.ops.dwconv.*)
+from ._ops import selected_kernel  # noqa: E402
+from .functional import conv1d, conv2d  # noqa: E402
+from .modules import DwConv1d, DwConv2d, convert  # noqa: E402
+
+
+def cuda_built() -> bool:
+    """True when this build has the CUDA backend."""
+    return bool(_C.cuda_built())
+
+
+def kernels():
+    """Every native kernel variant of this build as (name, device, direction)."""
+    return list(_C.kernels())
+
+
+__all__ = ["conv1d", "conv2d", "DwConv1d", "DwConv2d", "convert", "cuda_built", "kernels", "selected_kernel"]
