@@ -1,3 +1,4 @@
+#include <cstdio>
 #include "roofline.h"
 
 #include <immintrin.h>
@@ -66,6 +67,17 @@ double direction_flops(Direction dir, const Shape& s) {
 }
 
 size_t llc_bytes() {
+  // sysfs first: in some VMs sysconf reports the whole socket's L3 rather
+  // than what one core's cache domain holds.
+  for (const char* path : {"/sys/devices/system/cpu/cpu0/cache/index3/size", "/sys/devices/system/cpu/cpu0/cache/index2/size"}) {
+    if (FILE* f = std::fopen(path, "r")) {
+      long kib = 0;
+      char unit = 0;
+      const int got = std::fscanf(f, "%ld%c", &kib, &unit);
+      std::fclose(f);
+      if (got >= 1 && kib > 0) return size_t(kib) << (unit == 'M' ? 20 : 10);
+    }
+  }
   long v = -1;
 #ifdef _SC_LEVEL3_CACHE_SIZE
   v = sysconf(_SC_LEVEL3_CACHE_SIZE);
