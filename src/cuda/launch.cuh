@@ -68,8 +68,13 @@ inline Prob make_prob(const Params& p) {
 inline bool needs_i64(const Params& p) {
   const Shape& s = p.shape;
   const int64_t lim = int64_t(1) << 30;
+  // Strides and dilations too: validate() bounds neither (a stride >= 2^31 is
+  // valid when the output is 1 high/wide, a dilation when the kernel is 1
+  // tap), and the kernels narrow them to I; a truncated stride of 0 or < 0
+  // made the grad-input kernels divide by zero / index dy at oy < 0.
   return s.input_elems() >= lim || s.output_elems() >= lim || s.weight_elems() >= lim ||
-         s.h + s.pad_top + s.pad_bottom >= lim || s.w + s.pad_left + s.pad_right >= lim;
+         s.h + s.pad_top + s.pad_bottom >= lim || s.w + s.pad_left + s.pad_right >= lim || s.stride_h >= lim ||
+         s.stride_w >= lim || s.dil_h >= lim || s.dil_w >= lim;
 }
 
 // True for the dtypes the fast variants take (f64 goes to the generic ones).

@@ -70,6 +70,15 @@ int main(int argc, char** argv) {
     shapes.push_back(conv1d_shape(1, 4, 200, 120, 1, 0, 1, 1, true));
     shapes.push_back(conv2d_shape(5, 2, 9, 9, 11, 11, 1, 5));  // batch chunks
   }
+  // Strides >= 2^31 (valid when the output is 1 high / wide): the 32-bit
+  // index path must not truncate them (needs_i64 in launch.cuh).
+  {
+    Shape s = conv2d_shape(1, 2, 5, 5, 3, 3, 1, 1);
+    s.stride_h = s.stride_w = int64_t(1) << 32;
+    shapes.push_back(s);
+    s.stride_h = s.stride_w = (int64_t(1) << 32) - 3;
+    shapes.push_back(s);
+  }
   std::mt19937_64 rng(seed);
   for (int i = 0; i < count; ++i) shapes.push_back(check::random_shape(rng));
 
