@@ -340,6 +340,7 @@ std::vector<Shape> edge_shapes() {
   add2d(1, 2, 16, 16, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1);    // 'valid'
   add2d(2, 5, 17, 19, 5, 5, 2, 2, 2, 2, 2, 2, 1, 1, 1);    // EfficientNet 5x5 stride 2
   add2d(1, 3, 5, 5, 3, 3, 1, 1, 0, 3, 2, 0, 1, 1, 1);      // one-sided padding
+  add2d(1, 2, 5, 5, 3, 3, int64_t(1) << 32, (int64_t(1) << 32) - 3, 1, 1, 1, 1, 1, 1, 1);  // strides past 32 bits
   // 1D
   v.push_back(conv1d_shape(2, 5, 40, 4, 1, 0, 3, 1, true));    // causal, dilation 3 (Mamba-like)
   v.push_back(conv1d_shape(2, 4, 33, 4, 1, 0, 1, 1, true));    // causal width 4

@@ -74,7 +74,7 @@ size_t thread_bytes(const Params& p) {
   return simd::align_up(size_t(simd::flat_thread_floats(simd::flat_forward(s), simd::round_up(KK, 16))) * 4 +
                         size_t(s.kh + s.kw) * 8);
 }
-int score(const Params& p) { return p.layout == Layout::nchw && simd::simd_dtype(p.dtype) ? 10 : -1; }
+int score(const Params& p) { return p.layout == Layout::nchw && simd::simd_dtype(p.dtype) && simd::simd_geometry(p.shape) ? 10 : -1; }
 size_t workspace(const Params& p) { return simd::workspace_for(thread_bytes(p), simd::thread_count(p)); }
 void run(const Params& p) {
   const simd::Slices ws = simd::slices(p, thread_bytes(p));

@@ -14,6 +14,17 @@
 namespace dwconv::cpu::simd {
 
 inline int thread_count(const Params& p) { return p.threads > 0 ? p.threads : omp_get_max_threads(); }
+// The SIMD variants size per-thread scratch from the padded, dilated and
+// strided extents; strides, dilations or padding far beyond the kernel make
+// that scratch grow without bound while the tensors stay small (a stride of
+// 2^32 on a 5x5 image is a valid shape). Such shapes go to the generic
+// kernels, which need no scratch.
+inline bool simd_geometry(const Shape& s) {
+  const bool steps = s.stride_h <= 64 && s.stride_w <= 64 && s.dil_h <= 64 && s.dil_w <= 64;
+  const int64_t ext_h = s.dil_h * (s.kh - 1), ext_w = s.dil_w * (s.kw - 1);
+  const bool pads = s.pad_top <= ext_h && s.pad_bottom <= ext_h && s.pad_left <= ext_w && s.pad_right <= ext_w;
+  return steps && pads;
+}
 inline bool simd_dtype(DType t) { return t == DType::f32 || t == DType::bf16; }
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }

@@ -86,7 +86,7 @@ size_t partial_bytes(const Params& p, const simd::WgradPlan& wp) {
 size_t thread_bytes(const Params& p, const simd::WgradPlan& wp) {
   return simd::align_up(size_t(wp.f.in_floats + wp.f.out_floats) * 4 + size_t(p.shape.kh + p.shape.kw) * 8);
 }
-int score(const Params& p) { return p.layout == Layout::nchw && simd::simd_dtype(p.dtype) ? 10 : -1; }
+int score(const Params& p) { return p.layout == Layout::nchw && simd::simd_dtype(p.dtype) && simd::simd_geometry(p.shape) ? 10 : -1; }
 size_t workspace(const Params& p) {
   const simd::WgradPlan wp = simd::plan_wgrad_nchw(p.shape);
   return partial_bytes(p, wp) + simd::workspace_for(thread_bytes(p, wp), simd::thread_count(p));

@@ -156,7 +156,7 @@ size_t partial_bytes(const simd::WgradNhwcPlan& wp) {
 }
 size_t thread_bytes(const simd::WgradNhwcPlan& wp) { return simd::align_up(size_t(wp.kk * wp.cb) * 4); }
 int score(const Params& p) {
-  return p.layout == Layout::nhwc && p.shape.multiplier == 1 && simd::simd_dtype(p.dtype) ? 10 : -1;
+  return p.layout == Layout::nhwc && p.shape.multiplier == 1 && simd::simd_dtype(p.dtype) && simd::simd_geometry(p.shape) ? 10 : -1;
 }
 size_t workspace(const Params& p) {
   const simd::WgradNhwcPlan wp = simd::plan_wgrad_nhwc(p.shape);
