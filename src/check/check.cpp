@@ -133,11 +133,11 @@ std::vector<double> reference_on_magnitudes(Direction dir, Params r, size_t out_
 // Terms summed into one output element (at most).
 double terms_per_output(Direction dir, const Shape& s) {
   switch (dir) {
-    case Direction::forward: return double(s.kh * s.kw);
+    case Direction::forward: return double(s.kh) * double(s.kw);
     case Direction::grad_input:
-      return std::max(1.0, double(s.kh * s.kw * s.multiplier) / double(s.stride_h * s.stride_w));
+      return std::max(1.0, double(s.kh) * double(s.kw) * double(s.multiplier) / (double(s.stride_h) * double(s.stride_w)));
     case Direction::grad_weight:
-    case Direction::grad_bias: return double(s.n * s.out_h() * s.out_w());
+    case Direction::grad_bias: return double(s.n) * double(s.out_h()) * double(s.out_w());
   }
   return 1;
 }
