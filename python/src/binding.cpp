@@ -94,6 +94,24 @@ Call make_call(int direction, int64_t n, int64_t c, int64_t h, int64_t w, int64_
       py::arg("grad_weight") = 0, py::arg("grad_bias") = 0, py::arg("threads") = 0, py::arg("stream") = 0,    \
       py::arg("kernel") = py::none(), py::arg("workspace") = 0, py::arg("workspace_bytes") = 0
 
+// Wraps f(const Call&) in a function taking the flat argument list of
+// DWCONV_CALL_ARGS, so run, selected_kernel and workspace_size share one
+// signature and one make_call.
+template <typename F>
+auto with_call(F f) {
+  return [f](int direction, int64_t n, int64_t c, int64_t h, int64_t w, int64_t multiplier, int64_t kh, int64_t kw,
+             int64_t stride_h, int64_t stride_w, int64_t dil_h, int64_t dil_w, int64_t pad_top, int64_t pad_bottom,
+             int64_t pad_left, int64_t pad_right, int dtype, int layout, int device, uintptr_t input,
+             uintptr_t weight, uintptr_t bias, uintptr_t output, uintptr_t grad_output, uintptr_t grad_input,
+             uintptr_t grad_weight, uintptr_t grad_bias, int threads, uintptr_t stream,
+             std::optional<std::string> kernel, uintptr_t workspace, size_t workspace_bytes) {
+    return f(make_call(direction, n, c, h, w, multiplier, kh, kw, stride_h, stride_w, dil_h, dil_w, pad_top,
+                       pad_bottom, pad_left, pad_right, dtype, layout, device, input, weight, bias, output,
+                       grad_output, grad_input, grad_weight, grad_bias, threads, stream, kernel, workspace,
+                       workspace_bytes));
+  };
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -111,19 +129,10 @@ PYBIND11_MODULE(_C, m) {
 
   m.def(
       "run",
-      [](int direction, int64_t n, int64_t c, int64_t h, int64_t w, int64_t multiplier, int64_t kh, int64_t kw,
-         int64_t stride_h, int64_t stride_w, int64_t dil_h, int64_t dil_w, int64_t pad_top, int64_t pad_bottom,
-         int64_t pad_left, int64_t pad_right, int dtype, int layout, int device, uintptr_t input, uintptr_t weight,
-         uintptr_t bias, uintptr_t output, uintptr_t grad_output, uintptr_t grad_input, uintptr_t grad_weight,
-         uintptr_t grad_bias, int threads, uintptr_t stream, std::optional<std::string> kernel, uintptr_t workspace,
-         size_t workspace_bytes) {
-        Call call = make_call(direction, n, c, h, w, multiplier, kh, kw, stride_h, stride_w, dil_h, dil_w, pad_top,
-                              pad_bottom, pad_left, pad_right, dtype, layout, device, input, weight, bias, output,
-                              grad_output, grad_input, grad_weight, grad_bias, threads, stream, kernel, workspace,
-                              workspace_bytes);
+      with_call([](const Call& call) {
         py::gil_scoped_release release;
         dwconv::run(call.dir, call.p);
-      },
+      }),
       DWCONV_CALL_ARGS,
       "Run one direction (0 forward, 1 grad_input, 2 grad_weight, 3 grad_bias). dtype: 0 f32, 1 f64, 2 f16, "
       "3 bf16; layout: 0 nchw, 1 nhwc; device: 0 cpu, 1 cuda. Pointers are addresses (0 = null); stream is a "
@@ -132,36 +141,14 @@ PYBIND11_MODULE(_C, m) {
 
   m.def(
       "selected_kernel",
-      [](int direction, int64_t n, int64_t c, int64_t h, int64_t w, int64_t multiplier, int64_t kh, int64_t kw,
-         int64_t stride_h, int64_t stride_w, int64_t dil_h, int64_t dil_w, int64_t pad_top, int64_t pad_bottom,
-         int64_t pad_left, int64_t pad_right, int dtype, int layout, int device, uintptr_t input, uintptr_t weight,
-         uintptr_t bias, uintptr_t output, uintptr_t grad_output, uintptr_t grad_input, uintptr_t grad_weight,
-         uintptr_t grad_bias, int threads, uintptr_t stream, std::optional<std::string> kernel, uintptr_t workspace,
-         size_t workspace_bytes) {
-        Call call = make_call(direction, n, c, h, w, multiplier, kh, kw, stride_h, stride_w, dil_h, dil_w, pad_top,
-                              pad_bottom, pad_left, pad_right, dtype, layout, device, input, weight, bias, output,
-                              grad_output, grad_input, grad_weight, grad_bias, threads, stream, kernel, workspace,
-                              workspace_bytes);
-        return dwconv::selected_kernel(call.dir, call.p);
-      },
+      with_call([](const Call& call) { return dwconv::selected_kernel(call.dir, call.p); }),
       DWCONV_CALL_ARGS,
       "Name of the kernel variant run() would use for these arguments (validates them; pointers only need to be "
       "non-zero).");
 
   m.def(
       "workspace_size",
-      [](int direction, int64_t n, int64_t c, int64_t h, int64_t w, int64_t multiplier, int64_t kh, int64_t kw,
-         int64_t stride_h, int64_t stride_w, int64_t dil_h, int64_t dil_w, int64_t pad_top, int64_t pad_bottom,
-         int64_t pad_left, int64_t pad_right, int dtype, int layout, int device, uintptr_t input, uintptr_t weight,
-         uintptr_t bias, uintptr_t output, uintptr_t grad_output, uintptr_t grad_input, uintptr_t grad_weight,
-         uintptr_t grad_bias, int threads, uintptr_t stream, std::optional<std::string> kernel, uintptr_t workspace,
-         size_t workspace_bytes) {
-        Call call = make_call(direction, n, c, h, w, multiplier, kh, kw, stride_h, stride_w, dil_h, dil_w, pad_top,
-                              pad_bottom, pad_left, pad_right, dtype, layout, device, input, weight, bias, output,
-                              grad_output, grad_input, grad_weight, grad_bias, threads, stream, kernel, workspace,
-                              workspace_bytes);
-        return dwconv::workspace_size(call.dir, call.p);
-      },
+      with_call([](const Call& call) { return dwconv::workspace_size(call.dir, call.p); }),
       DWCONV_CALL_ARGS, "Scratch bytes the selected kernel needs for these arguments (0 for most).");
 
   m.def("cuda_built", []() {
