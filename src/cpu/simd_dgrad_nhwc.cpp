@@ -47,7 +47,7 @@ simd::NhwcPlan max_plan(const Params& p) {
 int score(const Params& p) {
   const Shape& s = p.shape;
   const bool ok = p.layout == Layout::nhwc && s.multiplier == 1 && s.stride_h == 1 && s.stride_w == 1;
-  return ok && simd::simd_dtype(p.dtype) && simd::simd_geometry(p.shape) ? 10 : -1;
+  return ok && simd::simd_dtype(p.dtype) && simd::simd_geometry(p.shape) && max_plan(p).scratch_floats <= simd::kNhwcMaxScratch ? 10 : -1;
 }
 size_t workspace(const Params& p) {
   const simd::NhwcPlan pl = max_plan(p);

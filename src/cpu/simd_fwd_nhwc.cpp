@@ -47,7 +47,7 @@ simd::NhwcPlan max_plan(const Params& p) {
   return simd::plan_nhwc(simd::nhwc_forward(p.shape), p.shape.n, 1, false);  // largest scratch
 }
 int score(const Params& p) {
-  return p.layout == Layout::nhwc && p.shape.multiplier == 1 && simd::simd_dtype(p.dtype) && simd::simd_geometry(p.shape) ? 10 : -1;
+  return p.layout == Layout::nhwc && p.shape.multiplier == 1 && simd::simd_dtype(p.dtype) && simd::simd_geometry(p.shape) && max_plan(p).scratch_floats <= simd::kNhwcMaxScratch ? 10 : -1;
 }
 size_t workspace(const Params& p) {
   const simd::NhwcPlan pl = max_plan(p);

@@ -1,8 +1,9 @@
 // Per-target NHWC direct convolution (multiplier 1), vectorised along C.
-// Each task copies its input window (fp32, zero padded, channel pitch a
-// multiple of 16) into a per-thread scratch; then R = 8/4/2/1 output pixels
-// share each weight vector load, every load is a whole aligned vector and
-// nothing is bounds checked. Used by simd_fwd_nhwc.cpp and
+// Each task walks its output rows keeping one window of input rows in a
+// rolling per-thread scratch (fp32, zero padded, channel-vector blocked), so
+// each input row is copied once and the compute needs no bounds checks; at
+// stride 1 a register window of the taps' weights feeds R pixels from
+// R + KW - 1 input loads. Used by simd_fwd_nhwc.cpp and
 // simd_dgrad_nhwc.cpp (grad-input at stride 1 = forward over dy with the
 // flipped kernel).
 #if defined(DWCONV_CPU_NHWC_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -12,6 +13,8 @@
 #define DWCONV_CPU_NHWC_INL_H_
 #endif
 
+#include <utility>
+
 #include "cpu/simd_convert-inl.h"
 #include "cpu/simd_plan.h"
 #include "hwy/highway.h"
@@ -20,95 +23,207 @@ HWY_BEFORE_NAMESPACE();
 namespace dwconv::cpu::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Input window of a task into scratch[r][x][0, cbp): input row
-// iy0 + r, column ix0 + x, channels [c0, c0 + nc); zero outside.
+// One input row of a task into its scratch slot, channel-vector blocked:
+// slot[v * vplane + x * L + l] = input (iy, ix0 + x, c0 + v*L + l), zero
+// outside the input and beyond nc. Blocked rather than [x][c] because the
+// compute walks one channel vector at a time: its window of kh rows is then
+// kh*wp*L contiguous-per-row floats that stay in L1, where an [x][c] window
+// of all channels spills to L2 (measured 2x slower at C96 k7).
 template <typename T>
-void NhwcCopyIn(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xn, int64_t iy0, int64_t ix0, int64_t rows_in,
-                int64_t wp, int64_t c0, int64_t nc, float* HWY_RESTRICT scratch) {
+void NhwcCopyRow(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xn, int64_t iy, int64_t ix0, int64_t wp,
+                 int64_t c0, int64_t nc, int64_t vplane, float* HWY_RESTRICT slot) {
+  const hn::ScalableTag<float> df;
+  const int64_t L = int64_t(hn::Lanes(df));
   const simd::NhwcGeom& g = pl.g;
-  const int64_t cbp = pl.cbp;
-  for (int64_t r = 0; r < rows_in; ++r) {
-    float* HWY_RESTRICT dst = scratch + r * wp * cbp;
-    const int64_t iy = iy0 + r;
-    if (iy < 0 || iy >= g.in_h) {
-      std::memset(dst, 0, size_t(wp * cbp) * sizeof(float));
-      continue;
+  const int64_t nv = simd::ceil_div(nc, L), full = nc / L;
+  const bool row_in = iy >= 0 && iy < g.in_h;
+  // Columns [x_lo, x_hi) are inside the input.
+  const int64_t x_lo = row_in ? std::min(wp, std::max<int64_t>(0, -ix0)) : wp;
+  const int64_t x_hi = row_in ? std::max(x_lo, std::min(wp, g.in_w - ix0)) : wp;
+  const auto zero = hn::Zero(df);
+  for (int64_t v = 0; v < nv; ++v) {
+    for (int64_t x = 0; x < x_lo; ++x) hn::Store(zero, df, slot + v * vplane + x * L);
+    for (int64_t x = x_hi; x < wp; ++x) hn::Store(zero, df, slot + v * vplane + x * L);
+  }
+  if (x_lo == x_hi) return;
+  const T* HWY_RESTRICT sp = xn + (iy * g.in_w + ix0 + x_lo) * g.c + c0;
+  float* HWY_RESTRICT d = slot + x_lo * L;
+  for (int64_t x = x_lo; x < x_hi; ++x, sp += g.c, d += L) {
+    for (int64_t v = 0; v < full; ++v) hn::Store(LoadF(df, sp + v * L), df, d + v * vplane);
+    if (full < nv) {
+      HWY_ALIGN float tmp[hn::MaxLanes(df)] = {};
+      ConvertIn(sp + full * L, tmp, nc - full * L);
+      hn::Store(hn::Load(df, tmp), df, d + full * vplane);
     }
-    const T* HWY_RESTRICT srow = xn + iy * g.in_w * g.c + c0;
-    for (int64_t x = 0; x < wp; ++x) {
-      const int64_t ix = ix0 + x;
-      float* HWY_RESTRICT d = dst + x * cbp;
-      if (ix < 0 || ix >= g.in_w) {
-        std::memset(d, 0, size_t(cbp) * sizeof(float));
-        continue;
-      }
-      if (nc == cbp) {
-        // Whole vectors (cbp is a multiple of 16 lanes or more): no call, no tail.
-        const hn::ScalableTag<float> df;
-        const int64_t L = int64_t(hn::Lanes(df));
-        const T* HWY_RESTRICT sp = srow + ix * g.c;
-        for (int64_t e = 0; e < cbp; e += L) hn::Store(LoadF(df, sp + e), df, d + e);
-      } else {
-        ConvertIn(srow + ix * g.c, d, nc);
-        std::memset(d + nc, 0, size_t(cbp - nc) * sizeof(float));
+  }
+}
+
+// Where tap row i of the current output row sits in a channel vector's
+// scratch plane: slot (rel0 + i*dh) mod slots, rel0 < slots.
+struct NhwcRows {
+  int64_t rel0, slots, row_floats;  // row_floats = wp * L
+  HWY_INLINE int64_t offset(int64_t i, int64_t dh) const {
+    int64_t s = rel0 + i * dh;
+    if (s >= slots) s -= slots;
+    return s * row_floats;
+  }
+};
+
+// R consecutive output pixels (px0 + r) of the current row, one channel
+// vector: vs is its scratch plane, wt / bias are offset to it already.
+// General form: every tap loads its R inputs (any stride and dilation).
+template <int R, int KW>
+HWY_INLINE void NhwcPixelsStrided(const simd::NhwcPlan& pl, const float* HWY_RESTRICT vs, const NhwcRows& rows,
+                                  const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t px0,
+                                  hn::Vec<hn::ScalableTag<float>>* acc) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const simd::NhwcGeom& g = pl.g;
+  const int64_t cp = pl.cp, kw = KW > 0 ? KW : g.kw;
+  for (int r = 0; r < R; ++r) acc[r] = bias ? hn::Load(d, bias) : hn::Zero(d);
+  const int64_t pstep = g.sw * L;
+  for (int64_t i = 0; i < g.kh; ++i) {
+    const float* HWY_RESTRICT xr = vs + rows.offset(i, g.dh) + px0 * pstep;
+    const float* HWY_RESTRICT wr = wt + i * kw * cp;
+    for (int64_t j = 0; j < kw; ++j) {
+      const auto wv = hn::Load(d, wr + j * cp);
+      const float* HWY_RESTRICT xp = xr + j * g.dw * L;
+      for (int r = 0; r < R; ++r) acc[r] = hn::MulAdd(wv, hn::Load(d, xp + r * pstep), acc[r]);
+    }
+  }
+}
+
+// Taps [0, JN) of one tap row as a register window (stride SW, dilation 1):
+// the JN weights stay in registers and each input vector is loaded once and
+// feeds every (pixel, tap) pair it belongs to, (R-1)*SW + JN loads per
+// R*JN FMAs, where the memory-operand form (NhwcPixelsStrided) needs one
+// load per FMA and is load-port bound. JN is kept small enough that R
+// accumulators + JN weights + 1 input fit the register file (16 on AVX2).
+// R must be above 8: each accumulator is a chain of dependent FMAs and
+// 2 FMA pipes x 4 cycles of latency need 8 chains in flight just to break
+// even (measured on Zen 3, k7 NHWC hot cache: R=6 54%, R=8 63%, R=10 ?).
+template <int R, int JN, int SW, int X, int... J>
+HWY_INLINE void WindowInput(const float* HWY_RESTRICT xr, const hn::Vec<hn::ScalableTag<float>>* w,
+                            hn::Vec<hn::ScalableTag<float>>* acc, std::integer_sequence<int, J...>) {
+  const hn::ScalableTag<float> d;
+  const auto xv = hn::Load(d, xr + X * int64_t(hn::Lanes(d)));
+  // Input X feeds pixel (X - j) / SW with tap j, where that is a pixel.
+  ((((X - J) >= 0 && (X - J) % SW == 0 && (X - J) / SW < R)
+        ? void(acc[(X - J) / SW] = hn::MulAdd(w[J], xv, acc[(X - J) / SW]))
+        : void()),
+   ...);
+}
+// Every index is a template argument, so the accumulators are constant-
+// indexed from the start and stay in registers (loops unrolled by the
+// compiler are not: GCC kept acc[] on the stack, 2x slower).
+template <int R, int JN, int SW, int... X>
+HWY_INLINE void WindowInputs(const float* HWY_RESTRICT xr, const hn::Vec<hn::ScalableTag<float>>* w,
+                             hn::Vec<hn::ScalableTag<float>>* acc, std::integer_sequence<int, X...>) {
+  (WindowInput<R, JN, SW, X>(xr, w, acc, std::make_integer_sequence<int, JN>()), ...);
+}
+template <int R, int JN, int SW, int... J>
+HWY_INLINE void WindowTapsSeq(const float* HWY_RESTRICT xr, const float* HWY_RESTRICT wr, int64_t cp,
+                              hn::Vec<hn::ScalableTag<float>>* acc, std::integer_sequence<int, J...>) {
+  const hn::ScalableTag<float> d;
+  const hn::Vec<decltype(d)> w[JN] = {hn::Load(d, wr + J * cp)...};
+  WindowInputs<R, JN, SW>(xr, w, acc, std::make_integer_sequence<int, (R - 1) * SW + JN>());
+}
+template <int R, int JN, int SW>
+HWY_INLINE void WindowTaps(const float* HWY_RESTRICT xr, const float* HWY_RESTRICT wr, int64_t cp,
+                           hn::Vec<hn::ScalableTag<float>>* acc) {
+  WindowTapsSeq<R, JN, SW>(xr, wr, cp, acc, std::make_integer_sequence<int, JN>());
+}
+
+// Register-window form of NhwcPixelsStrided for dilation 1 along W and
+// stride SW: taps in chunks of at most 4 (KW = 3, 5 in one).
+template <int R, int KW, int SW>
+HWY_INLINE void NhwcPixelsWindow(const simd::NhwcPlan& pl, const float* HWY_RESTRICT vs, const NhwcRows& rows,
+                                 const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t px0,
+                                 hn::Vec<hn::ScalableTag<float>>* acc) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const simd::NhwcGeom& g = pl.g;
+  const int64_t cp = pl.cp, kw = KW > 0 ? KW : g.kw;
+  for (int r = 0; r < R; ++r) acc[r] = bias ? hn::Load(d, bias) : hn::Zero(d);
+  for (int64_t i = 0; i < g.kh; ++i) {
+    const float* HWY_RESTRICT xr = vs + rows.offset(i, g.dh) + px0 * SW * L;
+    const float* HWY_RESTRICT wr = wt + i * kw * cp;
+    if constexpr (KW == 3) {
+      WindowTaps<R, 3, SW>(xr, wr, cp, acc);
+    } else if constexpr (KW == 5) {
+      WindowTaps<R, 3, SW>(xr, wr, cp, acc);
+      WindowTaps<R, 2, SW>(xr + 3 * L, wr + 3 * cp, cp, acc);
+    } else if constexpr (KW == 7) {
+      WindowTaps<R, 4, SW>(xr, wr, cp, acc);
+      WindowTaps<R, 3, SW>(xr + 4 * L, wr + 4 * cp, cp, acc);
+    } else {
+      int64_t j = 0;
+      for (; j + 4 <= kw; j += 4) WindowTaps<R, 4, SW>(xr + j * L, wr + j * cp, cp, acc);
+      switch (kw - j) {
+        case 3:
+          WindowTaps<R, 3, SW>(xr + j * L, wr + j * cp, cp, acc);
+          break;
+        case 2:
+          WindowTaps<R, 2, SW>(xr + j * L, wr + j * cp, cp, acc);
+          break;
+        case 1:
+          WindowTaps<R, 1, SW>(xr + j * L, wr + j * cp, cp, acc);
+          break;
+        default:
+          break;
       }
     }
   }
 }
 
-// R pixels (px0 + r) of output row `row` of the block, channel vector cv of
-// the block; wt / bias already offset to the block's first channel.
 template <int R, int KW, typename T>
-HWY_INLINE void NhwcPixels(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scratch, int64_t wp,
-                           const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t row, int64_t px0,
-                           int64_t cv, int64_t nvalid, T* HWY_RESTRICT yrow) {
+HWY_INLINE void NhwcPixels(const simd::NhwcPlan& pl, const float* HWY_RESTRICT vs, const NhwcRows& rows,
+                           const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t px0,
+                           int64_t nvalid, T* HWY_RESTRICT yrow) {
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
-  const simd::NhwcGeom& g = pl.g;
-  const int64_t cbp = pl.cbp, cp = pl.cp;
   hn::Vec<decltype(d)> acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = bias ? hn::Load(d, bias + cv) : hn::Zero(d);
-  const int64_t pstep = g.sw * cbp;
-  for (int64_t i = 0; i < g.kh; ++i) {
-    const float* HWY_RESTRICT xr = scratch + ((row * g.sh + i * g.dh) * wp + px0 * g.sw) * cbp + cv;
-    const float* HWY_RESTRICT wr = wt + i * (KW > 0 ? KW : g.kw) * cp + cv;
-    const int64_t kw = KW > 0 ? KW : g.kw;
-    for (int64_t j = 0; j < kw; ++j) {
-      const auto wv = hn::Load(d, wr + j * cp);
-      const float* HWY_RESTRICT xp = xr + j * g.dw * cbp;
-      for (int r = 0; r < R; ++r) acc[r] = hn::MulAdd(wv, hn::Load(d, xp + r * pstep), acc[r]);
-    }
+  if (pl.g.dw == 1 && pl.g.sw == 1) {
+    NhwcPixelsWindow<R, KW, 1>(pl, vs, rows, wt, bias, px0, acc);
+  } else if (pl.g.dw == 1 && pl.g.sw == 2) {
+    NhwcPixelsWindow<R, KW, 2>(pl, vs, rows, wt, bias, px0, acc);
+  } else {
+    NhwcPixelsStrided<R, KW>(pl, vs, rows, wt, bias, px0, acc);
   }
+  const int64_t C = pl.g.c;
   if (nvalid >= L) {
-    for (int r = 0; r < R; ++r) StoreF(d, acc[r], yrow + (px0 + r) * g.c + cv);
+    for (int r = 0; r < R; ++r) StoreF(d, acc[r], yrow + (px0 + r) * C);
   } else {
     HWY_ALIGN float tmp[hn::MaxLanes(d)];
     for (int r = 0; r < R; ++r) {
       hn::Store(acc[r], d, tmp);
-      T* dst = yrow + (px0 + r) * g.c + cv;
+      T* dst = yrow + (px0 + r) * C;
       for (int64_t e = 0; e < nvalid; ++e) FromF(tmp[e], dst + e);
     }
   }
 }
 
-template <int R, typename T>
-HWY_INLINE void NhwcPixelsAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t wp, const float* wt,
-                               const float* bias, int64_t row, int64_t px0, int64_t nc, T* yrow) {
+// Output columns [0, bw) of the current row for one channel vector; yrow
+// points at its first channel. Pixel groups of 10, then 8/4/2/1.
+template <int KW, typename T>
+HWY_INLINE void NhwcRow(const simd::NhwcPlan& pl, const float* vs, const NhwcRows& rows, const float* wt,
+                        const float* bias, int64_t bw, int64_t nvalid, T* yrow) {
+  int64_t px = 0;
+  for (; px + 10 <= bw; px += 10) NhwcPixels<10, KW>(pl, vs, rows, wt, bias, px, nvalid, yrow);
+  if (px + 8 <= bw) NhwcPixels<8, KW>(pl, vs, rows, wt, bias, px, nvalid, yrow), px += 8;
+  if (px + 4 <= bw) NhwcPixels<4, KW>(pl, vs, rows, wt, bias, px, nvalid, yrow), px += 4;
+  if (px + 2 <= bw) NhwcPixels<2, KW>(pl, vs, rows, wt, bias, px, nvalid, yrow), px += 2;
+  if (px < bw) NhwcPixels<1, KW>(pl, vs, rows, wt, bias, px, nvalid, yrow);
+}
+
+// Every channel vector of the block for the current output row.
+template <int KW, typename T>
+void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane, const NhwcRows& rows,
+                 const float* wt, const float* bias, int64_t bw, int64_t nc, T* yrow) {
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
-  switch (pl.g.kw) {  // compile-time tap loops for the common widths
-    case 3:
-      for (int64_t cv = 0; cv < nc; cv += L) NhwcPixels<R, 3>(pl, scratch, wp, wt, bias, row, px0, cv, nc - cv, yrow);
-      return;
-    case 5:
-      for (int64_t cv = 0; cv < nc; cv += L) NhwcPixels<R, 5>(pl, scratch, wp, wt, bias, row, px0, cv, nc - cv, yrow);
-      return;
-    case 7:
-      for (int64_t cv = 0; cv < nc; cv += L) NhwcPixels<R, 7>(pl, scratch, wp, wt, bias, row, px0, cv, nc - cv, yrow);
-      return;
-    default:
-      for (int64_t cv = 0; cv < nc; cv += L) NhwcPixels<R, 0>(pl, scratch, wp, wt, bias, row, px0, cv, nc - cv, yrow);
-  }
+  for (int64_t cv = 0; cv < nc; cv += L)
+    NhwcRow<KW>(pl, scratch + (cv / L) * vplane, rows, wt + cv, bias ? bias + cv : nullptr, bw, nc - cv, yrow + cv);
 }
 
 // Weights [C][kh*kw] (storage type) -> [kh*kw][cp] fp32 (zero beyond C),
@@ -136,10 +251,13 @@ void NhwcArrange(const simd::NhwcPlan& pl, const T* w, const T* b, bool flip, fl
 template <typename T>
 void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const T* b, bool flip, float* wt,
               float* bias, float* ws, T* y) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
   const simd::NhwcGeom& g = pl.g;
   NhwcArrange(pl, w, b, flip, wt, b ? bias : nullptr);  // ends with a barrier
   float* scratch = ws + int64_t(omp_get_thread_num()) * pl.scratch_floats;
   const int64_t tasks = N * pl.nby * pl.nbx * pl.ncb;
+  const int64_t ext_h = (g.kh - 1) * g.dh + 1;
 #pragma omp for schedule(dynamic, 1)
   for (int64_t task = 0; task < tasks; ++task) {
     int64_t t = task;
@@ -151,18 +269,35 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
     const int64_t oy0 = by * pl.ry, ry = std::min(pl.ry, g.out_h - oy0);
     const int64_t ox0 = bx * pl.bw, bw = std::min(pl.bw, g.out_w - ox0);
     const int64_t c0 = cb_i * pl.cb, nc = std::min(pl.cb, g.c - c0);
-    const int64_t rows_in = (ry - 1) * g.sh + (g.kh - 1) * g.dh + 1;
     const int64_t wp = (bw - 1) * g.sw + (g.kw - 1) * g.dw + 1;
-    NhwcCopyIn(pl, x + n * g.in_h * g.in_w * g.c, oy0 * g.sh - g.pt, ox0 * g.sw - g.pl, rows_in, wp, c0, nc, scratch);
+    const int64_t ix0 = ox0 * g.sw - g.pl;
+    const int64_t vplane = pl.slots * wp * L;
+    const T* xn = x + n * g.in_h * g.in_w * g.c;
     const float* wtc = wt + c0;
     const float* bc = b ? bias + c0 : nullptr;
+    // Input row iy lives in slot (iy - base) mod slots.
+    const int64_t base = oy0 * g.sh - g.pt;
+    int64_t next_in = base;  // first input row not copied yet
     for (int64_t r = 0; r < ry; ++r) {
+      const int64_t top = (oy0 + r) * g.sh - g.pt;
+      for (int64_t iy = std::max(next_in, top); iy < top + ext_h; ++iy)
+        NhwcCopyRow(pl, xn, iy, ix0, wp, c0, nc, vplane, scratch + ((iy - base) % pl.slots) * wp * L);
+      next_in = top + ext_h;
+      const NhwcRows rows{(top - base) % pl.slots, pl.slots, wp * L};
       T* yrow = y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0;
-      int64_t px = 0;
-      for (; px + 8 <= bw; px += 8) NhwcPixelsAllC<8>(pl, scratch, wp, wtc, bc, r, px, nc, yrow);
-      if (px + 4 <= bw) NhwcPixelsAllC<4>(pl, scratch, wp, wtc, bc, r, px, nc, yrow), px += 4;
-      if (px + 2 <= bw) NhwcPixelsAllC<2>(pl, scratch, wp, wtc, bc, r, px, nc, yrow), px += 2;
-      if (px < bw) NhwcPixelsAllC<1>(pl, scratch, wp, wtc, bc, r, px, nc, yrow);
+      switch (g.kw) {  // compile-time tap loops for the common widths
+        case 3:
+          NhwcRowAllC<3>(pl, scratch, vplane, rows, wtc, bc, bw, nc, yrow);
+          break;
+        case 5:
+          NhwcRowAllC<5>(pl, scratch, vplane, rows, wtc, bc, bw, nc, yrow);
+          break;
+        case 7:
+          NhwcRowAllC<7>(pl, scratch, vplane, rows, wtc, bc, bw, nc, yrow);
+          break;
+        default:
+          NhwcRowAllC<0>(pl, scratch, vplane, rows, wtc, bc, bw, nc, yrow);
+      }
     }
   }
 }

@@ -197,27 +197,33 @@ inline NhwcGeom nhwc_grad_input(const Shape& s) {
 }
 constexpr int64_t kNhwcWgradCBlock = 128;  // channels per task (grad-weight)
 
-// Blocking of the NHWC convolution: a task is (n, block of output rows,
-// block of output columns, block of channels); its input window is copied,
-// as fp32 and zero padded, into a per-thread scratch [rows_in][wp][cbp] so
-// that every output pixel is computed without bounds checks and every load
-// is a whole aligned vector.
+// Blocking of the NHWC convolution. A task is (n, block of output rows,
+// block of output columns, block of channels). It walks its output rows in
+// order and keeps the input rows of one output row's window in a rolling
+// scratch of `slots` rows: each input row is copied (fp32, zero padded,
+// channel-vector blocked, see NhwcCopyRow) once per task, not once per
+// output row, and every load of the compute is then an aligned whole vector
+// with no bounds check.
 struct NhwcPlan {
   NhwcGeom g;
   int64_t cp = 0;                    // weight / bias channel pitch (C rounded up to 16)
   int64_t cb = 0, ncb = 1, cbp = 0;  // channels per block, blocks, scratch channel pitch
   int64_t bw = 0, nbx = 1;           // output columns per block, blocks
-  int64_t ry = 0, nby = 1;           // output rows per block, blocks
-  int64_t rows_in = 0, wp = 0;       // scratch rows and pixels (at the full block sizes)
+  int64_t ry = 0, nby = 1;           // output rows per task, blocks
+  int64_t slots = 0, wp = 0;         // scratch rows (one window) and pixels per row
   int64_t scratch_floats = 0;
   void finish_rows(int64_t r) {
     ry = std::max<int64_t>(1, std::min(r, g.out_h));
     nby = ceil_div(g.out_h, ry);
-    rows_in = (ry - 1) * g.sh + (g.kh - 1) * g.dh + 1;
-    scratch_floats = round_up(rows_in * wp * cbp + 64, 16);
   }
 };
-constexpr int64_t kNhwcBudget = 64 * 1024;  // floats of scratch per thread
+constexpr int64_t kNhwcBudget = 64 * 1024;  // floats of scratch per thread (half of L2)
+// A window of kh*dh rows that does not fit even at 16 channels exceeds the
+// budget; past this (dilations near simd_geometry's limit of 64 with large
+// kernels) the generic kernel, which needs no scratch, takes the shape.
+constexpr int64_t kNhwcMaxScratch = 16 * 1024 * 1024;
+// The largest column block whose window of `slots` rows x cbp channels fits
+// the budget (0 if not even one output column does).
 inline NhwcPlan plan_nhwc_cb(const NhwcGeom& g, int64_t cb) {
   NhwcPlan p;
   p.g = g;
@@ -225,55 +231,51 @@ inline NhwcPlan plan_nhwc_cb(const NhwcGeom& g, int64_t cb) {
   p.cb = cb;
   p.ncb = ceil_div(g.c, p.cb);
   p.cbp = round_up(p.cb, 16);
-  const int64_t ext_w = (g.kw - 1) * g.dw + 1, ext_h = (g.kh - 1) * g.dh + 1;
-  // Columns: all of them unless one row of the window exceeds the budget.
-  const int64_t max_px = std::max<int64_t>(1, kNhwcBudget / (p.cbp * ext_h));
-  p.bw = g.out_w;
-  if ((g.out_w - 1) * g.sw + ext_w > max_px) p.bw = std::max<int64_t>(8, (max_px - ext_w) / g.sw + 1);
-  // Keep a task's window within ~256 KiB of input address span per row
-  // (large C: a window of all columns would touch one line per page per
-  // channel block, thrashing the TLB).
-  const int64_t span_px = std::max<int64_t>(8, (256 * 1024) / std::max<int64_t>(1, g.c * 4));
-  if ((p.bw - 1) * g.sw + ext_w > span_px) p.bw = std::min(p.bw, std::max<int64_t>(8, (span_px - ext_w) / g.sw + 1));
-  p.bw = std::min(p.bw, g.out_w);
-  p.nbx = ceil_div(g.out_w, p.bw);
-  p.wp = (p.bw - 1) * g.sw + ext_w;
-  // Rows: as many as fit.
-  const int64_t fit_rows_in = std::max<int64_t>(ext_h, kNhwcBudget / (p.wp * p.cbp));
-  p.finish_rows(std::max<int64_t>(1, (fit_rows_in - ext_h) / g.sh + 1));
+  const int64_t ext_w = (g.kw - 1) * g.dw + 1;
+  p.slots = (g.kh - 1) * g.dh + 1;
+  const int64_t max_px = kNhwcBudget / (p.cbp * p.slots);
+  p.bw = max_px < ext_w ? 0 : std::min(g.out_w, (max_px - ext_w) / g.sw + 1);
+  p.nbx = p.bw > 0 ? ceil_div(g.out_w, p.bw) : 0;
+  p.wp = p.bw > 0 ? (p.bw - 1) * g.sw + ext_w : 0;
+  p.scratch_floats = round_up(p.slots * std::max<int64_t>(p.wp, 1) * p.cbp + 64, 16);
+  p.finish_rows(g.out_h);
   return p;
 }
-// Copy-in work per output element, relative to the unavoidable sh*sw.
-inline double nhwc_copy_ratio(const NhwcPlan& p) {
-  return double(p.rows_in * p.wp) / double(p.ry * p.bw * p.g.sh * p.g.sw);
-}
-// The channel block (measured on Zen 3, see docs/performance-cpu.md): the
-// largest whose window copy stays within 1.3x of the minimum (long
-// contiguous reads: what bandwidth-bound and 1D shapes need); when none does
-// (small images, large kernels), 16 channels, doubled until a task holds at
-// least 64K lane-FMAs.
+// Input columns copied per output column, relative to the stride.
+inline double nhwc_copy_ratio(const NhwcPlan& p) { return double(p.wp) / double(p.bw * p.g.sw); }
+// The channel block: the largest (all channels first: whole pixels are
+// contiguous reads) whose column block keeps the copy within 1.15x of what
+// the full width needs (the halo of the full width is unavoidable); 16
+// channels when none does. Then rows are split until there are ~4 tasks
+// per thread (N = 1 inference).
 inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balance) {
+  const double full = double((g.out_w - 1) * g.sw + (g.kw - 1) * g.dw + 1) / double(g.out_w * g.sw);
   NhwcPlan best;
   bool found = false;
-  for (int64_t cb :
-       {int64_t(1) << 30, int64_t(512), int64_t(256), int64_t(128), int64_t(64), int64_t(32), int64_t(16)}) {
-    const int64_t c = std::min(cb, g.c);
-    if (found) break;
-    const NhwcPlan p = plan_nhwc_cb(g, c);
-    if (nhwc_copy_ratio(p) <= 1.3) best = p, found = true;
+  for (int64_t cb : {int64_t(1) << 30, int64_t(1024), int64_t(512), int64_t(256), int64_t(128), int64_t(64),
+                     int64_t(32), int64_t(16)}) {
+    const NhwcPlan p = plan_nhwc_cb(g, std::min(cb, g.c));
+    if (p.bw > 0 && nhwc_copy_ratio(p) <= 1.15 * full) {
+      best = p, found = true;
+      break;
+    }
   }
   if (!found) {
-    int64_t c = std::min<int64_t>(16, g.c);
-    for (;;) {
-      best = plan_nhwc_cb(g, c);
-      if (c >= g.c || best.ry * best.bw * c * g.kh * g.kw >= 64 * 1024) break;
-      c = std::min(g.c, 2 * c);
+    int64_t cb = 16;
+    best = plan_nhwc_cb(g, std::min(cb, g.c));
+    // A window taller than the budget at 16 channels: fewer columns would
+    // not help; keep 8 output columns and let the scratch exceed the budget.
+    if (best.bw == 0) {
+      best.bw = std::min<int64_t>(8, g.out_w);
+      best.nbx = ceil_div(g.out_w, best.bw);
+      best.wp = (best.bw - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+      best.scratch_floats = round_up(best.slots * best.wp * best.cbp + 64, 16);
     }
   }
   if (balance) {
     const int64_t others = n * best.nbx * best.ncb;
     const int64_t want = ceil_div(4 * int64_t(threads), std::max<int64_t>(1, others));
-    if (want > 1) best.finish_rows(std::min(best.ry, ceil_div(g.out_h, want)));
+    if (want > 1) best.finish_rows(ceil_div(g.out_h, want));
   }
   return best;
 }
