@@ -8,9 +8,26 @@
 The ops are torch.ops.dwconv.conv2d_forward / conv2d_grad_input / conv2d_grad_weight / conv2d_grad_bias
 (see dwconv._ops). See docs/python.md.
 """
+import re
+
 import torch  # first: loads the CUDA runtime and OpenMP that torch ships
 
-from . import _C
+_MIN_TORCH = (2, 4)  # torch.library.custom_op, register_fake / register_autograd, torch.get_autocast_dtype
+
+
+def _check_torch_version(version: str = torch.__version__) -> None:
+    # The native module _C does not link libtorch (it loads without torch), so there is no torch ABI to
+    # mismatch and no rebuild is needed when torch changes; only the Python layer needs a recent torch.
+    m = re.match(r"(\d+)\.(\d+)", str(version))
+    if m and (int(m.group(1)), int(m.group(2))) < _MIN_TORCH:
+        raise ImportError(
+            f"dwconv needs torch >= {_MIN_TORCH[0]}.{_MIN_TORCH[1]} (for torch.library.custom_op), but this is "
+            f"torch {version}: upgrade torch.")
+
+
+_check_torch_version()
+
+from . import _C  # noqa: E402
 
 __version__ = _C.__version__
 

@@ -215,7 +215,8 @@ def test_which_layout_runs(device):
     assert dwconv.functional._channels_last(x1.unsqueeze(2))
 
 
-@pytest.mark.parametrize("kind", ["sliced", "permuted", "expanded", "sliced_cl"])
+@pytest.mark.parametrize("kind", ["sliced", "permuted", "expanded", "sliced_cl", "batch_transposed",
+                                  "nhwc_permuted"])
 def test_non_contiguous_inputs(device, kind):
     base = torch.randn(2, 6, 12, 14, device=device, dtype=torch.float64)
     if kind == "sliced":
@@ -224,9 +225,13 @@ def test_non_contiguous_inputs(device, kind):
         x = base.permute(0, 1, 3, 2)
     elif kind == "expanded":
         x = torch.randn(1, 6, 1, 14, device=device, dtype=torch.float64).expand(2, 6, 12, 14)
-    else:
+    elif kind == "sliced_cl":
         x = base.to(memory_format=torch.channels_last)[:, :, ::2, 1:]
-    assert not x.is_contiguous()
+    elif kind == "batch_transposed":
+        x = torch.randn(6, 2, 12, 14, device=device, dtype=torch.float64).transpose(0, 1)
+    else:  # [N, H, W, C] data, permuted to [N, C, H, W] and sliced: channels_last-like strides
+        x = torch.randn(2, 12, 14, 6, device=device, dtype=torch.float64).permute(0, 3, 1, 2)[:, :, :, 1:]
+    assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
     c = x.shape[1]
     w = torch.randn(2 * c, 1, 3, 3, device=device, dtype=torch.float64)[::2]  # non-contiguous weight too
     b = torch.randn(2 * c, device=device, dtype=torch.float64)[::2]
@@ -234,11 +239,55 @@ def test_non_contiguous_inputs(device, kind):
     y = dwconv.conv2d(xg, wg, bg, stride=(1, 2), padding=1)
     ref = F.conv2d(x, w, b, stride=(1, 2), padding=1, groups=c)
     torch.testing.assert_close(y, ref)
-    y.backward(torch.ones_like(y))  # an expanded (stride 0) grad_output
+    # Copied once into the layout its strides are closer to, as F.conv2d does: the same output strides.
+    assert y.stride() == ref.stride()
+    gy = torch.ones((), device=device, dtype=torch.float64).expand(y.shape)  # an expanded (stride 0) grad_output
+    y.backward(gy)
     xr, wr, br = (t.detach().clone().requires_grad_() for t in (x, w, b))
-    F.conv2d(xr, wr, br, stride=(1, 2), padding=1, groups=c).backward(torch.ones_like(ref))
+    F.conv2d(xr, wr, br, stride=(1, 2), padding=1, groups=c).backward(gy)
     for a, r in [(xg.grad, xr.grad), (wg.grad, wr.grad), (bg.grad, br.grad)]:
         torch.testing.assert_close(a, r)
+
+
+@pytest.mark.parametrize("kind", ["sliced", "strided", "expanded", "batch_transposed", "nlc_sliced", "nlc_c_sliced"])
+def test_non_contiguous_inputs_1d(device, kind):
+    f64 = dict(device=device, dtype=torch.float64)
+    if kind == "sliced":
+        x = torch.randn(2, 6, 20, **f64)[:, ::2, 1:]
+    elif kind == "strided":
+        x = torch.randn(2, 3, 40, **f64)[..., ::3]
+    elif kind == "expanded":
+        x = torch.randn(1, 3, 1, **f64).expand(2, 3, 20)
+    elif kind == "batch_transposed":
+        x = torch.randn(3, 2, 20, **f64).transpose(0, 1)
+    elif kind == "nlc_sliced":  # [N, L, C] data viewed as [N, C, L], every other time step
+        x = torch.randn(2, 20, 3, **f64).transpose(1, 2)[:, :, ::2]
+    else:  # [N, L, C] data viewed as [N, C, L], every other channel
+        x = torch.randn(2, 20, 6, **f64).transpose(1, 2)[:, ::2]
+    assert not x.is_contiguous() and not x.transpose(1, 2).is_contiguous()
+    nlc = kind.startswith("nlc")
+    c = x.shape[1]
+    w = torch.randn(2 * c, 1, 4, **f64)[::2]  # non-contiguous weight too
+    b = torch.randn(2 * c, **f64)[::2]
+    xg, wg, bg = (t.detach().clone().requires_grad_() for t in (x, w, b))
+    for padding in (1, "causal"):
+        y = dwconv.conv1d(xg, wg, bg, stride=1 if padding == "causal" else 2, padding=padding)
+        xr, wr, br = (t.detach().clone().requires_grad_() for t in (x, w, b))
+        if padding == "causal":
+            ref = F.conv1d(F.pad(xr, (3, 0)), wr, br, groups=c)
+        else:
+            ref = F.conv1d(xr, wr, br, stride=2, padding=1, groups=c)
+        torch.testing.assert_close(y, ref)
+        # Copied once into the layout its strides are closer to: [N, L, C]-like strides run the channels-last
+        # kernel and give a [N, L, C] output, as a [N, L, C]-contiguous input does.
+        assert (y.transpose(1, 2).is_contiguous() if nlc else y.is_contiguous()), y.stride()
+        gy = torch.randn(y.shape, **f64)
+        gy = gy.transpose(1, 2).contiguous().transpose(1, 2) if not nlc else gy  # grad_output in the other layout
+        y.backward(gy)
+        ref.backward(gy)
+        for a, r in [(xg.grad, xr.grad), (wg.grad, wr.grad), (bg.grad, br.grad)]:
+            torch.testing.assert_close(a, r)
+        xg.grad = wg.grad = bg.grad = None
 
 
 def test_empty_batch(device):

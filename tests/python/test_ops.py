@@ -1,4 +1,8 @@
 """The torch.ops.dwconv.* ops: opcheck, gradcheck / gradgradcheck in float64, torch.compile, error cases."""
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -281,3 +285,27 @@ def test_cuda_major_mismatch_is_import_error(monkeypatch):
     dwconv._check_cuda_match()  # same major: fine
     monkeypatch.setattr(torch.version, "cuda", None)
     dwconv._check_cuda_match()  # CPU-only torch: fine
+
+
+def test_torch_too_old_is_import_error():
+    with pytest.raises(ImportError, match=r"needs torch >= 2\.4 .* this is torch 2\.3\.1\+cpu"):
+        dwconv._check_torch_version("2.3.1+cpu")
+    for version in ("2.4.0", "2.15.0+cu132", "2.6.0a0+git1234", "3.0.0", torch.__version__):
+        dwconv._check_torch_version(version)
+
+
+def test_native_module_does_not_depend_on_torch():
+    """_C loads and runs in an interpreter that never imports torch: it does not link libtorch, so there is
+    no torch ABI it could have been built for, and a different torch needs no rebuild."""
+    code = textwrap.dedent(f"""
+        import importlib.machinery, importlib.util, sys
+        loader = importlib.machinery.ExtensionFileLoader("dwconv._C", {dwconv._C.__file__!r})
+        spec = importlib.util.spec_from_file_location("dwconv._C", {dwconv._C.__file__!r}, loader=loader)
+        C = importlib.util.module_from_spec(spec)
+        loader.exec_module(C)
+        assert C.kernels() and C.__version__ == {dwconv.__version__!r}
+        assert not [m for m in sys.modules if m == "torch" or m.startswith("torch.")], "torch was imported"
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
