@@ -206,27 +206,90 @@ HWY_INLINE void NhwcPixels(const simd::NhwcPlan& pl, const float* HWY_RESTRICT v
   }
 }
 
+// Output columns [px0, px0 + R) of the current row for V whole channel
+// vectors cv0 .. cv0 + V - 1 (relative to wt / bias / yrow): the tail of a
+// row narrower than a pixel group. A group of R < 8 pixels alone keeps only
+// R chains of dependent FMAs in flight (a 7-wide image: 4 + 2 + 1 pixels,
+// 25-50% of the FMA pipes); V channel vectors at once restore R*V chains.
+// Memory-operand form (any stride, dilation).
+template <int R, int V, int KW, typename T>
+HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scratch, int64_t vplane,
+                         const NhwcRows& rows, const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias,
+                         int64_t px0, int64_t cv0, T* HWY_RESTRICT yrow) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const simd::NhwcGeom& g = pl.g;
+  const int64_t cp = pl.cp, kw = KW > 0 ? KW : g.kw, pstep = g.sw * L;
+  const float* HWY_RESTRICT vs = scratch + (cv0 / L) * vplane;
+  hn::Vec<decltype(d)> acc[V][R];
+  for (int v = 0; v < V; ++v)
+    for (int r = 0; r < R; ++r) acc[v][r] = bias ? hn::Load(d, bias + cv0 + v * L) : hn::Zero(d);
+  for (int64_t i = rows.i_lo; i < rows.i_hi; ++i) {
+    const float* HWY_RESTRICT xr = vs + rows.offset(i, g.dh) + px0 * pstep;
+    const float* HWY_RESTRICT wr = wt + i * kw * cp + cv0;
+    for (int64_t j = 0; j < kw; ++j) {
+      const float* HWY_RESTRICT xp = xr + j * g.dw * L;
+      for (int v = 0; v < V; ++v) {
+        const auto wv = hn::Load(d, wr + j * cp + v * L);
+        for (int r = 0; r < R; ++r) acc[v][r] = hn::MulAdd(wv, hn::Load(d, xp + v * vplane + r * pstep), acc[v][r]);
+      }
+    }
+  }
+  for (int v = 0; v < V; ++v)
+    for (int r = 0; r < R; ++r) StoreF(d, acc[v][r], yrow + (px0 + r) * g.c + cv0 + v * L);
+}
+
 // Output columns [0, bw) of the current row for one channel vector; yrow
-// points at its first channel. Pixel groups of 10, then 8/4/2/1.
+// points at its first channel. Pixel groups of 10 and 8 (the rest, if
+// `tail`: see NhwcTile).
 template <int KW, typename T>
-HWY_INLINE void NhwcRow(const simd::NhwcPlan& pl, const float* vs, const NhwcRows& rows, const float* wt,
-                        const float* bias, int64_t bw, int64_t nvalid, T* yrow) {
+HWY_INLINE int64_t NhwcRow(const simd::NhwcPlan& pl, const float* vs, const NhwcRows& rows, const float* wt,
+                           const float* bias, int64_t bw, int64_t nvalid, bool tail, T* yrow) {
   int64_t px = 0;
   for (; px + 10 <= bw; px += 10) NhwcPixels<10, KW>(pl, vs, rows, wt, bias, px, nvalid, yrow);
   if (px + 8 <= bw) NhwcPixels<8, KW>(pl, vs, rows, wt, bias, px, nvalid, yrow), px += 8;
+  if (!tail) return px;
   if (px + 4 <= bw) NhwcPixels<4, KW>(pl, vs, rows, wt, bias, px, nvalid, yrow), px += 4;
   if (px + 2 <= bw) NhwcPixels<2, KW>(pl, vs, rows, wt, bias, px, nvalid, yrow), px += 2;
   if (px < bw) NhwcPixels<1, KW>(pl, vs, rows, wt, bias, px, nvalid, yrow);
+  return bw;
 }
 
-// Every channel vector of the block for the current output row.
+// Every channel vector of the block for the current output row: whole
+// vectors take pixel groups of 10 / 8 one vector at a time, then the
+// remaining (< 8) pixels several vectors at a time; a partial last vector
+// does all its pixels alone.
+// Channels [ca, nc) of the block (ca a multiple of L).
 template <int KW, typename T>
 void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane, const NhwcRows& rows,
-                 const float* wt, const float* bias, int64_t bw, int64_t nc, T* yrow) {
+                 const float* wt, const float* bias, int64_t bw, int64_t ca, int64_t nc, T* yrow) {
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
-  for (int64_t cv = 0; cv < nc; cv += L)
-    NhwcRow<KW>(pl, scratch + (cv / L) * vplane, rows, wt + cv, bias ? bias + cv : nullptr, bw, nc - cv, yrow + cv);
+  const int64_t whole = (nc / L) * L;
+  int64_t done = bw;
+  for (int64_t cv = ca; cv < whole; cv += L)
+    done = NhwcRow<KW>(pl, scratch + (cv / L) * vplane, rows, wt + cv, bias ? bias + cv : nullptr, bw, L, false,
+                       yrow + cv);
+  for (int64_t px = done; px < bw;) {
+    const int64_t left = bw - px;
+    int64_t cv = ca;
+    if (left >= 4) {
+      for (; cv + 2 * L <= whole; cv += 2 * L) NhwcTile<4, 2, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
+      for (; cv < whole; cv += L) NhwcTile<4, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
+      px += 4;
+    } else if (left >= 2) {
+      for (; cv + 4 * L <= whole; cv += 4 * L) NhwcTile<2, 4, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
+      for (; cv < whole; cv += L) NhwcTile<2, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
+      px += 2;
+    } else {
+      for (; cv + 6 * L <= whole; cv += 6 * L) NhwcTile<1, 6, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
+      for (; cv < whole; cv += L) NhwcTile<1, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
+      px += 1;
+    }
+  }
+  if (whole < nc && whole >= ca)
+    NhwcRow<KW>(pl, scratch + (whole / L) * vplane, rows, wt + whole, bias ? bias + whole : nullptr, bw, nc - whole,
+                true, yrow + whole);
 }
 
 // Weights [C][kh*kw] (storage type) -> [kh*kw][cp] fp32 (zero beyond C),
@@ -280,29 +343,45 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
     const float* bc = b ? bias + c0 : nullptr;
     // Input row iy lives in slot (iy - base) mod slots.
     const int64_t base = oy0 * g.sh - g.pt;
+    auto rows_of = [&](int64_t r) {
+      const int64_t top = (oy0 + r) * g.sh - g.pt;
+      const int64_t i_lo = top >= 0 ? 0 : simd::ceil_div(-top, g.dh);
+      const int64_t i_hi = top >= g.in_h ? 0 : std::min(g.kh, (g.in_h - 1 - top) / g.dh + 1);
+      return NhwcRows{(top - base) % pl.slots, pl.slots, wp * L, i_lo, std::max(i_lo, i_hi)};
+    };
+    auto row_all_c = [&](int64_t r, int64_t ca, int64_t cz) {
+      const NhwcRows rows = rows_of(r);
+      T* yrow = y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0;
+      switch (g.kw) {  // compile-time tap loops for the common widths
+        case 3:
+          return NhwcRowAllC<3>(pl, scratch, vplane, rows, wtc, bc, bw, ca, cz, yrow);
+        case 5:
+          return NhwcRowAllC<5>(pl, scratch, vplane, rows, wtc, bc, bw, ca, cz, yrow);
+        case 7:
+          return NhwcRowAllC<7>(pl, scratch, vplane, rows, wtc, bc, bw, ca, cz, yrow);
+        default:
+          return NhwcRowAllC<0>(pl, scratch, vplane, rows, wtc, bc, bw, ca, cz, yrow);
+      }
+    };
+    if (pl.whole) {
+      // The task's whole window fits: copy it, then walk channel vectors
+      // outside and rows inside, so a vector's weights and rows stay in L1
+      // for all its rows (small images with many channels: the row-major
+      // order reloaded all channels' weights from L2 for every row).
+      const int64_t rows_in = (ry - 1) * g.sh + ext_h;
+      for (int64_t iy = base; iy < base + rows_in; ++iy)
+        NhwcCopyRow(pl, xn, iy, ix0, wp, c0, nc, vplane, scratch + (iy - base) * wp * L);
+      for (int64_t ca = 0; ca < nc; ca += 4 * L)
+        for (int64_t r = 0; r < ry; ++r) row_all_c(r, ca, std::min(nc, ca + 4 * L));
+      continue;
+    }
     int64_t next_in = base;  // first input row not copied yet
     for (int64_t r = 0; r < ry; ++r) {
       const int64_t top = (oy0 + r) * g.sh - g.pt;
       for (int64_t iy = std::max(next_in, top); iy < top + ext_h; ++iy)
         NhwcCopyRow(pl, xn, iy, ix0, wp, c0, nc, vplane, scratch + ((iy - base) % pl.slots) * wp * L);
       next_in = top + ext_h;
-      const int64_t i_lo = top >= 0 ? 0 : simd::ceil_div(-top, g.dh);
-      const int64_t i_hi = top >= g.in_h ? 0 : std::min(g.kh, (g.in_h - 1 - top) / g.dh + 1);
-      const NhwcRows rows{(top - base) % pl.slots, pl.slots, wp * L, i_lo, std::max(i_lo, i_hi)};
-      T* yrow = y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0;
-      switch (g.kw) {  // compile-time tap loops for the common widths
-        case 3:
-          NhwcRowAllC<3>(pl, scratch, vplane, rows, wtc, bc, bw, nc, yrow);
-          break;
-        case 5:
-          NhwcRowAllC<5>(pl, scratch, vplane, rows, wtc, bc, bw, nc, yrow);
-          break;
-        case 7:
-          NhwcRowAllC<7>(pl, scratch, vplane, rows, wtc, bc, bw, nc, yrow);
-          break;
-        default:
-          NhwcRowAllC<0>(pl, scratch, vplane, rows, wtc, bc, bw, nc, yrow);
-      }
+      row_all_c(r, 0, nc);
     }
   }
 }

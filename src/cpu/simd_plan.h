@@ -211,6 +211,7 @@ struct NhwcPlan {
   int64_t bw = 0, nbx = 1;           // output columns per block, blocks
   int64_t ry = 0, nby = 1;           // output rows per task, blocks
   int64_t slots = 0, wp = 0;         // scratch rows (one window) and pixels per row
+  bool whole = false;                // slots hold all rows of any task (no rolling)
   int64_t scratch_floats = 0;
   void finish_rows(int64_t r) {
     ry = std::max<int64_t>(1, std::min(r, g.out_h));
@@ -271,6 +272,22 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
       best.wp = (best.bw - 1) * g.sw + (g.kw - 1) * g.dw + 1;
       best.scratch_floats = round_up(best.slots * best.wp * best.cbp + 64, 16);
     }
+  }
+  // Small images: the whole padded height at full width in the budget with
+  // at least 64 channels per block: whole mode (see NhwcConv).
+  const int64_t rows_all = (g.out_h - 1) * g.sh + best.slots;
+  const int64_t wp_full = (g.out_w - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+  for (int64_t cb : {int64_t(1) << 30, int64_t(1024), int64_t(512), int64_t(256), int64_t(128), int64_t(64)}) {
+    const int64_t c = std::min(cb, g.c);
+    if (rows_all * wp_full * round_up(c, 16) > kNhwcBudget) {
+      if (c == g.c) break;  // fewer channels than this block: no smaller block helps
+      continue;
+    }
+    best = plan_nhwc_cb(g, c);
+    best.bw = g.out_w, best.nbx = 1, best.wp = wp_full;
+    best.slots = rows_all, best.whole = true;
+    best.scratch_floats = round_up(rows_all * wp_full * best.cbp + 64, 16);
+    break;
   }
   if (balance) {
     const int64_t others = n * best.nbx * best.ncb;
