@@ -1,6 +1,8 @@
-// SIMD grad-input, NHWC, multiplier 1, stride 1: the NHWC forward core
-// (simd_nhwc-inl.h) over dy with the flipped kernel and pads (k-1)*dil - pad.
-// Any dilation and padding; fp32 and bf16. Stride > 1 stays generic.
+// SIMD grad-input, NHWC, multiplier 1: the NHWC forward core
+// (simd_nhwc-inl.h) at stride 1 over dy upsampled by the stride, with the
+// flipped kernel and pads (k-1)*dil - pad. Tap rows that land between
+// upsampled rows are skipped; columns are not (at stride 2 half the FMAs
+// multiply zeros). Any stride, dilation and padding; fp32 and bf16.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "cpu/simd_dgrad_nhwc.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
@@ -46,7 +48,7 @@ simd::NhwcPlan max_plan(const Params& p) {
 }
 int score(const Params& p) {
   const Shape& s = p.shape;
-  const bool ok = p.layout == Layout::nhwc && s.multiplier == 1 && s.stride_h == 1 && s.stride_w == 1;
+  const bool ok = p.layout == Layout::nhwc && s.multiplier == 1;
   return ok && simd::simd_dtype(p.dtype) && simd::simd_geometry(p.shape) && max_plan(p).scratch_floats <= simd::kNhwcMaxScratch ? 10 : -1;
 }
 size_t workspace(const Params& p) {

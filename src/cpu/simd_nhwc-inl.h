@@ -13,6 +13,7 @@
 #define DWCONV_CPU_NHWC_INL_H_
 #endif
 
+#include <numeric>
 #include <utility>
 
 #include "cpu/simd_convert-inl.h"
@@ -36,7 +37,7 @@ void NhwcCopyRow(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xn, int64_t iy,
   const int64_t L = int64_t(hn::Lanes(df));
   const simd::NhwcGeom& g = pl.g;
   const int64_t nv = simd::ceil_div(nc, L), full = nc / L;
-  const bool row_in = iy >= 0 && iy < g.in_h;
+  const bool row_in = iy >= 0 && iy < g.in_h && iy % g.uh == 0;
   // Columns [x_lo, x_hi) are inside the input.
   const int64_t x_lo = row_in ? std::min(wp, std::max<int64_t>(0, -ix0)) : wp;
   const int64_t x_hi = row_in ? std::max(x_lo, std::min(wp, g.in_w - ix0)) : wp;
@@ -46,9 +47,15 @@ void NhwcCopyRow(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xn, int64_t iy,
     for (int64_t x = x_hi; x < wp; ++x) hn::Store(zero, df, slot + v * vplane + x * L);
   }
   if (x_lo == x_hi) return;
-  const T* HWY_RESTRICT sp = xn + (iy * g.in_w + ix0 + x_lo) * g.c + c0;
+  const T* HWY_RESTRICT srow = xn + (iy / g.uh) * g.src_w * g.c + c0;
   float* HWY_RESTRICT d = slot + x_lo * L;
-  for (int64_t x = x_lo; x < x_hi; ++x, sp += g.c, d += L) {
+  for (int64_t x = x_lo; x < x_hi; ++x, d += L) {
+    const int64_t ix = ix0 + x;
+    if (g.uw > 1 && ix % g.uw != 0) {  // between upsampled samples
+      for (int64_t v = 0; v < nv; ++v) hn::Store(zero, df, d + v * vplane);
+      continue;
+    }
+    const T* HWY_RESTRICT sp = srow + (ix / g.uw) * g.c;
     for (int64_t v = 0; v < full; ++v) hn::Store(LoadF(df, sp + v * L), df, d + v * vplane);
     if (full < nv) {
       HWY_ALIGN float tmp[hn::MaxLanes(df)] = {};
@@ -62,9 +69,11 @@ void NhwcCopyRow(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xn, int64_t iy,
 // scratch plane: slot (rel0 + i*dh) mod slots, rel0 < slots. Tap rows
 // outside [i_lo, i_hi) read only zero padding and are skipped (a quarter of
 // the work of a 7x7 kernel on a 7x7 image).
+// Upsampled input (grad-input at stride > 1): only every i_step-th tap row
+// from i_lo reads a source row; the others read zeros and are skipped too.
 struct NhwcRows {
   int64_t rel0, slots, row_floats;  // row_floats = wp * L
-  int64_t i_lo, i_hi;
+  int64_t i_lo, i_hi, i_step;
   HWY_INLINE int64_t offset(int64_t i, int64_t dh) const {
     int64_t s = rel0 + i * dh;
     if (s >= slots) s -= slots;
@@ -85,7 +94,7 @@ HWY_INLINE void NhwcPixelsStrided(const simd::NhwcPlan& pl, const float* HWY_RES
   const int64_t cp = pl.cp, kw = KW > 0 ? KW : g.kw;
   for (int r = 0; r < R; ++r) acc[r] = bias ? hn::Load(d, bias) : hn::Zero(d);
   const int64_t pstep = g.sw * L;
-  for (int64_t i = rows.i_lo; i < rows.i_hi; ++i) {
+  for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
     const float* HWY_RESTRICT xr = vs + rows.offset(i, g.dh) + px0 * pstep;
     const float* HWY_RESTRICT wr = wt + i * kw * cp;
     for (int64_t j = 0; j < kw; ++j) {
@@ -148,7 +157,7 @@ HWY_INLINE void NhwcPixelsWindow(const simd::NhwcPlan& pl, const float* HWY_REST
   const simd::NhwcGeom& g = pl.g;
   const int64_t cp = pl.cp, kw = KW > 0 ? KW : g.kw;
   for (int r = 0; r < R; ++r) acc[r] = bias ? hn::Load(d, bias) : hn::Zero(d);
-  for (int64_t i = rows.i_lo; i < rows.i_hi; ++i) {
+  for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
     const float* HWY_RESTRICT xr = vs + rows.offset(i, g.dh) + px0 * SW * L;
     const float* HWY_RESTRICT wr = wt + i * kw * cp;
     if constexpr (KW == 3) {
@@ -224,7 +233,7 @@ HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scr
   hn::Vec<decltype(d)> acc[V][R];
   for (int v = 0; v < V; ++v)
     for (int r = 0; r < R; ++r) acc[v][r] = bias ? hn::Load(d, bias + cv0 + v * L) : hn::Zero(d);
-  for (int64_t i = rows.i_lo; i < rows.i_hi; ++i) {
+  for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
     const float* HWY_RESTRICT xr = vs + rows.offset(i, g.dh) + px0 * pstep;
     const float* HWY_RESTRICT wr = wt + i * kw * cp + cv0;
     for (int64_t j = 0; j < kw; ++j) {
@@ -338,7 +347,7 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
     const int64_t wp = (bw - 1) * g.sw + (g.kw - 1) * g.dw + 1;
     const int64_t ix0 = ox0 * g.sw - g.pl;
     const int64_t vplane = pl.slots * wp * L;
-    const T* xn = x + n * g.in_h * g.in_w * g.c;
+    const T* xn = x + n * g.src_h * g.src_w * g.c;
     const float* wtc = wt + c0;
     const float* bc = b ? bias + c0 : nullptr;
     // Input row iy lives in slot (iy - base) mod slots.
@@ -347,7 +356,13 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       const int64_t top = (oy0 + r) * g.sh - g.pt;
       const int64_t i_lo = top >= 0 ? 0 : simd::ceil_div(-top, g.dh);
       const int64_t i_hi = top >= g.in_h ? 0 : std::min(g.kh, (g.in_h - 1 - top) / g.dh + 1);
-      return NhwcRows{(top - base) % pl.slots, pl.slots, wp * L, i_lo, std::max(i_lo, i_hi)};
+      int64_t i_first = i_lo, i_step = 1;
+      if (g.uh > 1) {  // tap rows on source rows: (top + i*dh) % uh == 0, periodic in i
+        i_step = g.uh / std::gcd(g.uh, g.dh);
+        while (i_first < i_lo + i_step && (top + i_first * g.dh) % g.uh != 0) ++i_first;
+        if (i_first >= i_lo + i_step) i_first = i_hi;  // none
+      }
+      return NhwcRows{(top - base) % pl.slots, pl.slots, wp * L, i_first, std::max(i_first, i_hi), i_step};
     };
     auto row_all_c = [&](int64_t r, int64_t ca, int64_t cz) {
       const NhwcRows rows = rows_of(r);

@@ -169,20 +169,25 @@ inline Slices slices(const Params& p, size_t per_thread) {
 
 namespace dwconv::cpu::simd {
 
-// NHWC with multiplier 1: a direct convolution vectorised along C.
-// Forward: in = x (H x W), out = y (OH x OW). Grad-input at stride 1: in = dy,
-// out = dx, flipped weights, pads (k-1)*dil - pad (may be negative).
+// NHWC with multiplier 1: a direct convolution vectorised along C, over a
+// virtual input V (in_h x in_w) = the source (src_h x src_w) upsampled by
+// (uh, uw): V[y][x] = src[y / uh][x / uw] where both divide, else zero.
+// Forward: src = V = x, out = y (OH x OW). Grad-input: src = dy upsampled
+// by the stride, out = dx (H x W), stride 1, flipped weights, pads
+// (k-1)*dil - pad (may be negative).
 struct NhwcGeom {
   int64_t in_h, in_w, out_h, out_w, c;
   int64_t kh, kw, sh, sw, dh, dw, pt, pl;
+  int64_t src_h, src_w, uh, uw;
 };
 inline NhwcGeom nhwc_forward(const Shape& s) {
-  return {s.h,        s.w,        s.out_h(), s.out_w(), s.c,       s.kh,      s.kw,
-          s.stride_h, s.stride_w, s.dil_h,   s.dil_w,   s.pad_top, s.pad_left};
+  return {s.h,      s.w,      s.out_h(), s.out_w(), s.c,         s.kh,       s.kw, s.stride_h, s.stride_w,
+          s.dil_h,  s.dil_w,  s.pad_top, s.pad_left, s.h,        s.w,        1,    1};
 }
 inline NhwcGeom nhwc_grad_input(const Shape& s) {
-  return {s.out_h(),
-          s.out_w(),
+  const int64_t oh = s.out_h(), ow = s.out_w();
+  return {(oh - 1) * s.stride_h + 1,
+          (ow - 1) * s.stride_w + 1,
           s.h,
           s.w,
           s.c,
@@ -193,7 +198,11 @@ inline NhwcGeom nhwc_grad_input(const Shape& s) {
           s.dil_h,
           s.dil_w,
           (s.kh - 1) * s.dil_h - s.pad_top,
-          (s.kw - 1) * s.dil_w - s.pad_left};
+          (s.kw - 1) * s.dil_w - s.pad_left,
+          oh,
+          ow,
+          s.stride_h,
+          s.stride_w};
 }
 constexpr int64_t kNhwcWgradCBlock = 128;  // channels per task (grad-weight)
 
