@@ -103,7 +103,7 @@ struct Params {
   // Execution.
   int threads = 0;              // CPU threads; 0 = OpenMP's default (OMP_NUM_THREADS)
   bool deterministic = true;    // false allows float atomics where a kernel offers them
-  void* workspace = nullptr;    // scratch of workspace_size() bytes; null = the backend allocates
+  void* workspace = nullptr;    // scratch of workspace_size() bytes, any alignment; null = the backend allocates
   size_t workspace_bytes = 0;
   void* stream = nullptr;       // cudaStream_t for Device::cuda; null = default stream
   const char* kernel = nullptr; // force a kernel variant by name (tests, benchmarks); null = heuristic

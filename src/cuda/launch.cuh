@@ -182,9 +182,17 @@ struct WordOf<2> {
   using type = uint16_t;
 };
 
+#ifdef DWCONV_CUDA_EMU
+// x86 tolerates what the GPU faults on: the emulation reports it instead.
+#define DWCONV_EMU_CHECK_VEC_ALIGN(p, bytes) ::emu::check_access_align((p), (bytes))
+#else
+#define DWCONV_EMU_CHECK_VEC_ALIGN(p, bytes) ((void)0)
+#endif
+
 template <int V, typename T>
 __device__ __forceinline__ void load_vec(const T* p, float (&v)[V]) {
   using W = typename WordOf<int(sizeof(T)) * V>::type;
+  DWCONV_EMU_CHECK_VEC_ALIGN(p, sizeof(W));
   const W u = *reinterpret_cast<const W*>(p);
   T e[V];
   memcpy(e, &u, sizeof(W));
@@ -194,6 +202,7 @@ __device__ __forceinline__ void load_vec(const T* p, float (&v)[V]) {
 template <int V, typename T>
 __device__ __forceinline__ void store_vec(T* p, const float (&v)[V]) {
   using W = typename WordOf<int(sizeof(T)) * V>::type;
+  DWCONV_EMU_CHECK_VEC_ALIGN(p, sizeof(W));
   T e[V];
 #pragma unroll
   for (int k = 0; k < V; ++k) e[k] = from_acc<T>(v[k]);
@@ -274,40 +283,52 @@ inline unsigned grid_exact(int64_t blocks, const Params& p, const char* what) {
   return unsigned(blocks);
 }
 
-// Scratch memory: p.workspace when given, else cudaMallocAsync on p.stream,
-// freed with cudaFreeAsync (stream-ordered, so no synchronisation).
+// Scratch alignment. Params::workspace comes from the caller and may sit at
+// any address (a slice of a larger buffer, a byte tensor at an offset); a
+// misaligned float access faults on the GPU, and refusing such pointers
+// would push the rounding onto every caller. So each variant's workspace
+// size includes kWorkspaceAlign - 1 bytes of slack (with_align_slack) and
+// Scratch rounds the pointer up: any address of workspace_size() bytes
+// works. 256 is what cudaMalloc guarantees, so vector accesses of any width
+// stay legal.
+constexpr size_t kWorkspaceAlign = 256;
+constexpr size_t with_align_slack(size_t used) { return used == 0 ? 0 : used + kWorkspaceAlign - 1; }
+
+// Scratch memory of `bytes` (a with_align_slack size), kWorkspaceAlign-aligned:
+// p.workspace when given, else cudaMallocAsync on p.stream, freed with
+// cudaFreeAsync (stream-ordered, so no synchronisation).
 class Scratch {
  public:
   Scratch(const Params& p, size_t bytes) : p_(p) {
-    if (p.workspace != nullptr) {
-      ptr_ = p.workspace;
-    } else if (bytes > 0) {
-      DWCONV_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes, stream_of(p)), p);
-      owned_ = true;
+    if (bytes == 0) return;
+    void* raw = p.workspace;
+    if (raw == nullptr) {
+      DWCONV_CUDA_CHECK(cudaMallocAsync(&owned_ptr_, bytes, stream_of(p)), p);
+      raw = owned_ptr_;
     }
+    const uintptr_t a = reinterpret_cast<uintptr_t>(raw);
+    ptr_ = reinterpret_cast<void*>((a + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign);
   }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   ~Scratch() {
-    if (owned_) (void)cudaFreeAsync(ptr_, stream_of(p_));  // only reached on an error path
+    if (owned_ptr_ != nullptr) (void)cudaFreeAsync(owned_ptr_, stream_of(p_));  // only reached on an error path
   }
   void* get() const { return ptr_; }
   // Frees owned memory, checked. Call after the last launch that uses it.
   void release() {
-    if (owned_) {
-      owned_ = false;
-      DWCONV_CUDA_CHECK(cudaFreeAsync(ptr_, stream_of(p_)), p_);
+    if (owned_ptr_ != nullptr) {
+      void* q = owned_ptr_;
+      owned_ptr_ = nullptr;
+      DWCONV_CUDA_CHECK(cudaFreeAsync(q, stream_of(p_)), p_);
     }
   }
 
  private:
   Params p_;
   void* ptr_ = nullptr;
-  bool owned_ = false;
+  void* owned_ptr_ = nullptr;
 };
-
-// Rounds a byte count up to 256 (sub-buffers of one workspace stay aligned).
-constexpr size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 
 // ------------------------------------------------- weight as [kh*kw][OC] fp32
 // The NHWC variants read the filter of V consecutive channels per tap; the
@@ -322,7 +343,7 @@ __global__ void transpose_weight_kernel(const T* __restrict__ w, float* __restri
 }
 
 inline size_t transposed_weight_bytes(const Params& p) {
-  return align256(size_t(p.shape.weight_elems()) * sizeof(float));
+  return with_align_slack(size_t(p.shape.weight_elems()) * sizeof(float));
 }
 
 template <typename T>

@@ -53,7 +53,7 @@ Plan make_plan(const Params& p) {
 
 size_t workspace(const Params& p) {
   const Plan pl = make_plan(p);
-  return align256(size_t(p.shape.weight_elems()) * size_t(pl.chunks) * sizeof(float));
+  return with_align_slack(size_t(p.shape.weight_elems()) * size_t(pl.chunks) * sizeof(float));
 }
 
 // Taps k = tb*kTB + t of the block, as (i, j); valid[t] false past KK.

@@ -2,20 +2,29 @@
 //
 // The two-stage kernel (wgrad.cu) gives each block 8 taps and re-reads
 // grad_output once per 8 taps, which at 31x31 is 121 times. Here a block
-// owns up to 1024 taps (each of its 256 threads up to 4) and one tile of
-// the output plane:
+// owns up to 1024 taps (each of its 256 threads up to 4) and a run of
+// consecutive work items, an item being one output tile of one image:
 //
-//   for each image n of the block's batch chunk:
+//   for each item (n, tile) of the block's part (items in n-major order):
 //     shared <- grad_output tile (TOH x TOW, zeros outside the plane) and
 //               the input window it reads (halo included, zeros outside)
 //     every thread: for each output (y, x) of the tile,
-//       acc[q] += g(y, x) * x_window(y*SH + i_q*DH, x*SW + j_q*DW)
-//     (g is the same address for the whole block: a broadcast read)
-//   part[(o*KK + k) * parts + tile*chunks + chunk] = acc      (fp32)
+//       acc[q] += g(y, x) * x_window(y*SH + i_q*DH, x*SW + j_q*DW)   (fp32)
+//       (g is the same address for the whole block: a broadcast read)
+//     sum[q] += acc[q]                                                 (fp64)
+//   part[(o*KK + k) * parts + p] = sum                                 (fp32)
 //
 // then the same fixed-order fp64 stage 2 as the two-stage kernel: one thread
 // per (o, tap) adds its `parts` partials in order. Deterministic, no
 // atomics; the partition depends on the shape only.
+//
+// The number of parts aims at kTargetBlocks blocks in all, not at the
+// number of tiles: a partial per tile made the workspace grow with H*W
+// (240 MiB at C64 1024x1024 31x31). Now parts <= ceil(kTargetBlocks /
+// (OC * tap_groups)), so the workspace is at most about 8 MiB + 4 bytes per
+// weight element whatever N, H and W. A part may hold many items; each
+// item is summed in fp32 and the items in fp64, so no fp32 sum runs longer
+// than one tile of one image however long the part.
 //
 // Accepts: NCHW, f32/f16/bf16, kh*kw >= 100, any stride, dilation, padding,
 // multiplier, 1D; the shared tile at most 96 KB; planes below 2^30
@@ -39,8 +48,8 @@ struct WtDesc {
   int tiles_x, tiles;         // tiles per plane (tiles_x across)
   int s_rows, s_cols;         // shared input window
   int64_t tap_groups;         // ceil(KK / kTapsPerBlock)
-  int64_t chunks, per_chunk;  // batch chunks, images per chunk
-  int64_t parts;              // tiles * chunks: partials per (o, tap)
+  int64_t items;              // N * tiles (item = n * tiles + tile)
+  int64_t per_part, parts;    // items per part, parts: partials per (o, tap)
 };
 
 bool small_enough(const Shape& s) {
@@ -69,12 +78,12 @@ bool make_desc(const Params& p, WtDesc& d) {
   if ((rows * cols + int64_t(d.TOH) * d.TOW) * int64_t(sizeof(float)) > int64_t(kSmemLimit)) return false;
   d.s_rows = int(rows), d.s_cols = int(cols);
   d.tap_groups = (s.kh * s.kw + kTapsPerBlock - 1) / kTapsPerBlock;
-  const int64_t base = d.OC * d.tap_groups * d.tiles;
-  const int64_t want = std::max<int64_t>(1, std::min<int64_t>(d.N, (kTargetBlocks + base - 1) / base));
-  d.per_chunk = (d.N + want - 1) / want;
-  d.chunks = (d.N + d.per_chunk - 1) / d.per_chunk;
-  d.parts = int64_t(d.tiles) * d.chunks;
-  return base * d.chunks <= int64_t(0x7fffffff);
+  d.items = d.N * d.tiles;
+  const int64_t base = d.OC * d.tap_groups;
+  const int64_t want = std::max<int64_t>(1, std::min<int64_t>(d.items, (kTargetBlocks + base - 1) / base));
+  d.per_part = (d.items + want - 1) / want;
+  d.parts = (d.items + d.per_part - 1) / d.per_part;
+  return base * d.parts <= int64_t(0x7fffffff);
 }
 
 size_t smem_bytes(const WtDesc& d) { return (size_t(d.s_rows) * d.s_cols + size_t(d.TOH) * d.TOW) * sizeof(float); }
@@ -86,12 +95,9 @@ __global__ void __launch_bounds__(kThreads)
   float* xs = smem;                        // [s_rows][s_cols]
   float* gs = smem + d.s_rows * d.s_cols;  // [TOH][TOW]
   const int64_t bid = blockIdx.x;
-  const int64_t chunk = bid % d.chunks;
-  int64_t r = bid / d.chunks;
-  const int tile = int(r % d.tiles);
-  r /= d.tiles;
+  const int64_t pi = bid % d.parts;
+  const int64_t r = bid / d.parts;
   const int64_t tg = r % d.tap_groups, o = r / d.tap_groups;
-  const int oy0 = (tile / d.tiles_x) * d.TOH, ox0 = (tile % d.tiles_x) * d.TOW;
   const int KK = d.KH * d.KW;
 
   int ti[kTPT], tj[kTPT];
@@ -102,17 +108,20 @@ __global__ void __launch_bounds__(kThreads)
     ti[q] = valid ? int(k / d.KW) : 0;
     tj[q] = valid ? int(k % d.KW) : 0;
   }
-  float acc[kTPT];
+  double sum[kTPT];
 #pragma unroll
-  for (int q = 0; q < kTPT; ++q) acc[q] = 0.f;
+  for (int q = 0; q < kTPT; ++q) sum[q] = 0;
 
-  const int iy0 = oy0 * d.SH - d.PT, ix0 = ox0 * d.SW - d.PL;
   const int x_size = d.s_rows * d.s_cols, g_size = d.TOH * d.TOW;
-  const int64_t n0 = chunk * d.per_chunk, n1 = std::min<int64_t>(d.N, n0 + d.per_chunk);
-  for (int64_t n = n0; n < n1; ++n) {
+  const int64_t i0 = pi * d.per_part, i1 = std::min<int64_t>(d.items, i0 + d.per_part);
+  for (int64_t item = i0; item < i1; ++item) {
+    const int64_t n = item / d.tiles;
+    const int tile = int(item - n * d.tiles);
+    const int oy0 = (tile / d.tiles_x) * d.TOH, ox0 = (tile % d.tiles_x) * d.TOW;
+    const int iy0 = oy0 * d.SH - d.PT, ix0 = ox0 * d.SW - d.PL;
     const T* xp = x + (n * d.C + o / d.M) * (int64_t(d.H) * d.W);
     const T* gp = dy + (n * d.OC + o) * (int64_t(d.OH) * d.OW);
-    __syncthreads();  // the previous image's tiles are no longer read
+    __syncthreads();  // the previous item's tiles are no longer read
     for (int e = threadIdx.x; e < x_size; e += blockDim.x) {
       const int rr = e / d.s_cols, cc = e - rr * d.s_cols;
       const int iy = iy0 + rr, ix = ix0 + cc;
@@ -124,6 +133,9 @@ __global__ void __launch_bounds__(kThreads)
       gs[e] = (oy < d.OH && ox < d.OW) ? to_acc(gp[oy * d.OW + ox]) : 0.f;
     }
     __syncthreads();
+    float acc[kTPT];
+#pragma unroll
+    for (int q = 0; q < kTPT; ++q) acc[q] = 0.f;
     for (int yy = 0; yy < d.TOH; ++yy) {
       const float* grow = gs + yy * d.TOW;
       const float* xrow = xs + yy * d.SH * d.s_cols;
@@ -134,11 +146,13 @@ __global__ void __launch_bounds__(kThreads)
         for (int q = 0; q < kTPT; ++q) acc[q] = fmaf(g, xb[ti[q] * d.DH * d.s_cols + tj[q] * d.DW], acc[q]);
       }
     }
+#pragma unroll
+    for (int q = 0; q < kTPT; ++q) sum[q] += double(acc[q]);
   }
 #pragma unroll
   for (int q = 0; q < kTPT; ++q) {
     const int64_t k = tg * kTapsPerBlock + q * kThreads + threadIdx.x;
-    if (k < KK) part[(o * KK + k) * d.parts + int64_t(tile) * d.chunks + chunk] = acc[q];
+    if (k < KK) part[(o * KK + k) * d.parts + pi] = float(sum[q]);
   }
 }
 
@@ -161,13 +175,13 @@ int score(const Params& p) {
 size_t workspace(const Params& p) {
   WtDesc d;
   if (!make_desc(p, d)) return 0;
-  return align256(size_t(p.shape.weight_elems()) * size_t(d.parts) * sizeof(float));
+  return with_align_slack(size_t(p.shape.weight_elems()) * size_t(d.parts) * sizeof(float));
 }
 
 void run(const Params& p) {
   WtDesc d;
   if (!make_desc(p, d)) throw Error("dwconv: cuda_wgrad_nchw_tile does not accept " + p.shape.str());
-  const unsigned blocks = grid_exact(d.OC * d.tap_groups * d.tiles * d.chunks, p, "wgrad_tile_kernel");
+  const unsigned blocks = grid_exact(d.OC * d.tap_groups * d.parts, p, "wgrad_tile_kernel");
   const size_t smem = smem_bytes(d);
   Scratch scratch(p, workspace(p));
   float* part = static_cast<float*>(scratch.get());

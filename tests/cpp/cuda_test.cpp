@@ -63,7 +63,72 @@ TEST_P(GpuSuiteShapes, MatchesReference) {
 }
 INSTANTIATE_TEST_SUITE_P(Suites, GpuSuiteShapes, ::testing::Range(0, 10));
 
+// Workspace sizes need no GPU (workspace_size only plans), so this runs on
+// every CUDA build. cuda_wgrad_nchw_tile's partial count is capped by the
+// channel and tap count, not set by the number of output tiles (which made
+// it 240 MiB at C64 1024x1024 31x31): past the image size that fills the
+// cap, neither a larger image nor a larger batch changes the workspace.
+TEST(CudaWorkspace, TileGradWeightDoesNotGrowWithTheImage) {
+  if (cuda_kernels().empty()) GTEST_SKIP() << "built without CUDA";
+  static float dummy;
+  auto size = [](const Shape& s) {
+    Params p;
+    p.shape = s, p.device = Device::cuda, p.kernel = "cuda_wgrad_nchw_tile";
+    p.grad_output = p.input = &dummy, p.grad_weight = &dummy;
+    return workspace_size(Direction::grad_weight, p);
+  };
+  for (int64_t c : {1, 8, 64, 512}) {
+    const Shape base = conv2d_shape(1, c, 2048, 2048, 31, 31, 1, 15);
+    const size_t bound = size_t(base.weight_elems()) * 4 + (size_t(8) << 20) + 255;
+    const size_t ws = size(base);
+    EXPECT_LE(ws, bound) << base.str();
+    for (const Shape& s : {conv2d_shape(1, c, 4096, 4096, 31, 31, 1, 15), conv2d_shape(8, c, 1024, 1024, 31, 31, 1, 15),
+                           conv2d_shape(64, c, 2048, 2048, 31, 31, 1, 15)})
+      EXPECT_EQ(size(s), ws) << s.str();
+  }
+  const Shape line = conv1d_shape(1, 64, int64_t(1) << 20, 101, 1, 50);
+  EXPECT_LE(size(line), size_t(line.weight_elems()) * 4 + (size_t(8) << 20) + 255) << line.str();
+}
+
 #ifdef DWCONV_WITH_CUDA
+// Params::workspace may be any address: every variant with a workspace runs
+// with one a byte past a 256-byte boundary and exactly workspace_size()
+// bytes long. A kernel using the pointer as given faults on its first float
+// access (cudaErrorMisalignedAddress); one without enough slack writes past
+// the end (compute-sanitizer in scripts/gpu-check).
+TEST(GpuWorkspace, AnyAlignment) {
+  DWCONV_REQUIRE_GPU();
+  const check::Runner odd = [](Direction dir, const Params& p) {
+    const size_t need = workspace_size(dir, p);
+    void* buf = nullptr;
+    ASSERT_EQ(cudaMalloc(&buf, need + 1), cudaSuccess);
+    Params q = p;
+    q.workspace = static_cast<unsigned char*>(buf) + 1, q.workspace_bytes = need;
+    EXPECT_NO_THROW(run(dir, q)) << q.kernel;
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess) << q.kernel;
+    cudaFree(buf);
+  };
+  std::vector<Shape> shapes = {conv2d_shape(2, 3, 8, 8, 3, 3, 1, 1), conv2d_shape(1, 8, 56, 56, 31, 31, 1, 15),
+                               conv1d_shape(2, 16, 300, 101, 1, 50)};
+  int runs = 0;
+  for (const Shape& s : shapes)
+    for (Direction dir : all_directions())
+      for (Layout layout : all_layouts())
+        for (DType dtype : {DType::f32, DType::f16, DType::bf16}) {
+          Params p;
+          p.shape = s, p.dtype = dtype, p.layout = layout, p.device = Device::cuda;
+          for (const Kernel* k : candidates(dir, p)) {
+            if (k->workspace == nullptr) continue;
+            check::Case c;
+            c.shape = s, c.dtype = dtype, c.layout = layout, c.device = Device::cuda, c.kernel = k->name, c.seed = 3;
+            const check::Outcome o = check::run_case(dir, c, odd);
+            EXPECT_TRUE(o.ok) << k->name << " " << to_string(dir) << " " << c.str() << ": " << o.message;
+            ++runs;
+          }
+        }
+  EXPECT_GT(runs, 0);
+}
+
 // A batch whose input and output pass 2^31 elements: the last image lies
 // beyond 32-bit offsets. Images are independent, so the last one is checked
 // against the reference on its own, and the first one (zero input, no bias)

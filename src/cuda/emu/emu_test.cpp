@@ -2,7 +2,9 @@
 // (cuda_runtime.h here), against the fp64 reference through dwconv::check:
 // the edge shapes, seeded random shapes and scaled-down suite shapes, every
 // direction x layout x dtype x variant that accepts the case. Reports
-// failures and how often each variant ran. See README.md.
+// failures and how often each variant ran. Variants that take a workspace
+// run twice: allocating their own, and given one by the caller at an odd
+// address (see with_odd_workspace). See README.md.
 //
 //   emu_test [--count N] [--seed S] [--filter SUBSTRING] [--quiet] [--skip-wide]
 #include <chrono>
@@ -11,6 +13,8 @@
 #include <map>
 #include <random>
 #include <string>
+
+#include <cuda_runtime.h>
 
 #include "dwconv/check.h"
 #include "dwconv/kernels.h"
@@ -21,6 +25,41 @@ std::vector<Kernel> cpu_kernels() { return {}; }
 }  // namespace dwconv
 
 using namespace dwconv;
+
+namespace {
+
+// Params::workspace may be any address (docs/cuda.md): runs the call with
+// a workspace one byte past a 256-byte boundary, the worst case for the
+// kernels' internal alignment, and exactly workspace_size() bytes long, so
+// the emulator reports a misaligned access if a kernel uses the pointer as
+// given and a red-zone write if the alignment slack is too small.
+void with_odd_workspace(Direction dir, const Params& p) {
+  const size_t need = workspace_size(dir, p);
+  struct Buf {
+    void* ptr = nullptr;
+    ~Buf() {
+      // After a failed run: its error is reported already, and a sticky one
+      // from this free would be blamed on the next case.
+      if (ptr != nullptr) {
+        cudaFree(ptr);
+        (void)cudaGetLastError();
+      }
+    }
+  } buf;
+  if (cudaMalloc(&buf.ptr, need + 1) != cudaSuccess) throw BackendError("emu_test: cudaMalloc failed");
+  Params q = p;
+  q.workspace = static_cast<unsigned char*>(buf.ptr) + 1;
+  q.workspace_bytes = need;
+  run(dir, q);
+  void* ptr = buf.ptr;
+  buf.ptr = nullptr;
+  cudaError_t e = cudaFree(ptr);
+  const cudaError_t sticky = cudaGetLastError();  // a red zone found at the free
+  if (e == cudaSuccess) e = sticky;
+  if (e != cudaSuccess) throw BackendError(std::string("emu_test: caller workspace: ") + cudaGetErrorString(e));
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -68,8 +107,13 @@ int main(int argc, char** argv) {
     shapes.push_back(conv2d_shape(1, 2, 70, 70, 33, 33, 3, 16, 1, 1));  // > 1024 taps: several tap groups
     shapes.push_back(conv1d_shape(2, 3, 500, 101, 3, 50, 2, 2, false));
     shapes.push_back(conv1d_shape(1, 4, 200, 120, 1, 0, 1, 1, true));
-    shapes.push_back(conv2d_shape(5, 2, 9, 9, 11, 11, 1, 5));  // batch chunks
+    shapes.push_back(conv2d_shape(5, 2, 9, 9, 11, 11, 1, 5));  // several images, one tile each
   }
+  // More tiles than cuda_wgrad_nchw_tile has parts: 3 x 95 tiles in 143
+  // parts of 2 (the last of 1), parts straddling images. It cannot be much
+  // smaller (the parts aim at 2048 blocks), so only grad-weight runs on it.
+  const size_t wgrad_only = shapes.size();
+  shapes.push_back(conv1d_shape(3, 8, 6080, 101, 1, 50));
   // Strides >= 2^31 (valid when the output is 1 high / wide): the 32-bit
   // index path must not truncate them (needs_i64 in launch.cuh).
   {
@@ -91,7 +135,8 @@ int main(int argc, char** argv) {
     ++idx;
     if (skip_wide && s.c >= 1024) continue;
     const auto t0 = std::chrono::steady_clock::now();
-    for (Direction dir : dirs)
+    for (Direction dir : dirs) {
+      if (size_t(idx - 1) == wgrad_only && dir != Direction::grad_weight) continue;
       for (Layout layout : layouts)
         for (DType dtype : dtypes) {
           Params p;
@@ -101,25 +146,31 @@ int main(int argc, char** argv) {
             check::Case c;
             c.shape = s, c.dtype = dtype, c.layout = layout, c.device = Device::cuda, c.kernel = k->name;
             c.seed = seed + uint64_t(idx), c.bias = (idx % 2) == 0;
-            check::Outcome o;
-            try {
-              o = check::run_case(dir, c);
-            } catch (const std::exception& e) {
-              o.ok = false;
-              o.message = std::string("exception: ") + e.what();
-            }
-            ++total;
-            ++runs[k->name];
-            if (!o.ok) {
-              ++failed;
-              ++fails[k->name];
-              std::printf("FAIL %-28s %-11s %s: %s (rel_err %.3g)\n", k->name, to_string(dir), c.str().c_str(),
-                          o.message.c_str(), o.rel_err);
-            } else if (!quiet) {
-              std::printf("ok   %-28s %-11s %s rel_err %.3g\n", k->name, to_string(dir), c.str().c_str(), o.rel_err);
+            for (const bool caller_ws : {false, true}) {
+              if (caller_ws && k->workspace == nullptr) continue;
+              const char* how = caller_ws ? " (caller workspace at +1)" : "";
+              check::Outcome o;
+              try {
+                o = caller_ws ? check::run_case(dir, c, with_odd_workspace) : check::run_case(dir, c);
+              } catch (const std::exception& e) {
+                o.ok = false;
+                o.message = std::string("exception: ") + e.what();
+              }
+              ++total;
+              ++runs[k->name];
+              if (!o.ok) {
+                ++failed;
+                ++fails[k->name];
+                std::printf("FAIL %-28s %-11s %s%s: %s (rel_err %.3g)\n", k->name, to_string(dir), c.str().c_str(),
+                            how, o.message.c_str(), o.rel_err);
+              } else if (!quiet) {
+                std::printf("ok   %-28s %-11s %s%s rel_err %.3g\n", k->name, to_string(dir), c.str().c_str(), how,
+                            o.rel_err);
+              }
             }
           }
         }
+    }
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!quiet || sec > 5) std::printf("shape %d/%d %s: %.1fs\n", idx, int(shapes.size()), s.str().c_str(), sec);
   }

@@ -12,6 +12,10 @@
 // every cudaMalloc'd buffer (4 KB red zones checked after every launch).
 // Fresh allocations and dynamic shared memory are filled with 0xff bytes,
 // a NaN in every float format, so reading unwritten memory shows up as NaN.
+// Misaligned addresses, which x86 tolerates and the GPU faults on
+// (cudaErrorMisalignedAddress): every pointer argument of a launch must be
+// aligned to its element type, and the 16/8/4/2-byte vector accesses of
+// launch.cuh (load_vec, store_vec) to their width.
 #pragma once
 
 #include <cmath>
@@ -65,6 +69,7 @@ enum cudaError_t : int {
   cudaErrorInvalidConfiguration = 9,
   cudaErrorLaunchFailure = 719,
   cudaErrorIllegalAddress = 700,
+  cudaErrorMisalignedAddress = 716,
 };
 enum cudaMemcpyKind : int { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
 enum cudaFuncAttribute : int { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
@@ -128,6 +133,31 @@ inline cudaError_t free_dev(void* p) {
   std::free(it->second.base);
   allocs().erase(it);
   return cudaSuccess;
+}
+
+// ----------------------------------------------------------- alignment
+inline void check_access_align(const void* p, size_t bytes) {
+  if (reinterpret_cast<uintptr_t>(p) % bytes != 0)
+    set_error(cudaErrorMisalignedAddress, "misaligned address: " + std::to_string(bytes) + "-byte access at " +
+                                              std::to_string(reinterpret_cast<uintptr_t>(p)));
+}
+// A kernel may dereference any pointer it is given; one misaligned for its
+// element type would fault on the first access, so it is reported at launch.
+template <typename A>
+bool arg_aligned(const A& a, size_t index) {
+  if constexpr (std::is_pointer_v<A>) {
+    using E = std::remove_cv_t<std::remove_pointer_t<A>>;
+    if constexpr (!std::is_void_v<E> && !std::is_function_v<E>) {
+      if (reinterpret_cast<uintptr_t>(a) % alignof(E) != 0) {
+        set_error(cudaErrorMisalignedAddress, "misaligned address: kernel argument " + std::to_string(index) + " (" +
+                                                  std::to_string(reinterpret_cast<uintptr_t>(a)) +
+                                                  ") is not aligned to its element type (" +
+                                                  std::to_string(alignof(E)) + " bytes)");
+        return false;
+      }
+    }
+  }
+  return true;
 }
 
 // ----------------------------------------------------------- fibers
@@ -210,6 +240,14 @@ void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t shmem, cudaS
     return;
   }
   std::tuple<std::decay_t<KArgs>...> bound(std::forward<Args>(args)...);
+  bool aligned = true;
+  std::apply(
+      [&](const auto&... a) {
+        size_t i = 0;
+        ((aligned = arg_aligned(a, i++) && aligned), ...);
+      },
+      bound);
+  if (!aligned) return;
   body = [&] { std::apply(kernel, bound); };
   gridDim = grid;
   blockDim = block;
@@ -269,6 +307,7 @@ inline const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
+    case cudaErrorMisalignedAddress: return "cudaErrorMisalignedAddress";
   }
   return "cudaErrorUnknown";
 }
