@@ -1,8 +1,8 @@
-// SIMD forward, NHWC, multiplier 1: direct convolution vectorised along C
-// (simd_nhwc-inl.h): weights pre-arranged [kh][kw][C] in fp32, each task's
-// input window copied zero padded into scratch, 8/4/2/1 output pixels per
-// weight load, no bounds checks. Any stride, dilation, padding; fp32 and
-// bf16 storage, fp32 accumulation.
+// SIMD forward, NHWC: the NHWC core (simd_nhwc-inl.h; rolling or whole-image
+// window in channel-vector blocked scratch, register window of the taps).
+// Any stride, dilation, padding and channel multiplier (the copy-in repeats
+// each input channel m times, so the core sees m*C channels); fp32 and bf16
+// storage, fp32 accumulation.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "cpu/simd_fwd_nhwc.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
@@ -47,7 +47,7 @@ simd::NhwcPlan max_plan(const Params& p) {
   return simd::plan_nhwc(simd::nhwc_forward(p.shape), p.shape.n, 1, false);  // largest scratch
 }
 int score(const Params& p) {
-  return p.layout == Layout::nhwc && p.shape.multiplier == 1 && simd::simd_dtype(p.dtype) && simd::simd_geometry(p.shape) && max_plan(p).scratch_floats <= simd::kNhwcMaxScratch ? 10 : -1;
+  return p.layout == Layout::nhwc && simd::simd_dtype(p.dtype) && simd::simd_geometry(p.shape) && max_plan(p).scratch_floats <= simd::kNhwcMaxScratch ? 10 : -1;
 }
 size_t workspace(const Params& p) {
   const simd::NhwcPlan pl = max_plan(p);

@@ -47,7 +47,7 @@ void NhwcCopyRow(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xn, int64_t iy,
     for (int64_t x = x_hi; x < wp; ++x) hn::Store(zero, df, slot + v * vplane + x * L);
   }
   if (x_lo == x_hi) return;
-  const T* HWY_RESTRICT srow = xn + (iy / g.uh) * g.src_w * g.c + c0;
+  const T* HWY_RESTRICT srow = xn + (iy / g.uh) * g.src_w * g.cin + (g.m == 1 ? c0 : 0);
   float* HWY_RESTRICT d = slot + x_lo * L;
   for (int64_t x = x_lo; x < x_hi; ++x, d += L) {
     const int64_t ix = ix0 + x;
@@ -55,7 +55,17 @@ void NhwcCopyRow(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xn, int64_t iy,
       for (int64_t v = 0; v < nv; ++v) hn::Store(zero, df, d + v * vplane);
       continue;
     }
-    const T* HWY_RESTRICT sp = srow + (ix / g.uw) * g.c;
+    const T* HWY_RESTRICT sp = srow + (ix / g.uw) * g.cin;
+    if (g.m > 1) {  // channel multiplier: each input channel repeated m times
+      int64_t ci = c0 / g.m, rep = c0 % g.m;  // counters, not a division per element
+      float val = ToF(sp[ci]);
+      for (int64_t oc = 0; oc < nc; ++oc) {
+        d[(oc / L) * vplane + oc % L] = val;
+        if (++rep == g.m && oc + 1 < nc) rep = 0, val = ToF(sp[++ci]);
+      }
+      for (int64_t oc = nc; oc < nv * L; ++oc) d[(oc / L) * vplane + oc % L] = 0.0f;
+      continue;
+    }
     for (int64_t v = 0; v < full; ++v) hn::Store(LoadF(df, sp + v * L), df, d + v * vplane);
     if (full < nv) {
       HWY_ALIGN float tmp[hn::MaxLanes(df)] = {};
@@ -347,7 +357,7 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
     const int64_t wp = (bw - 1) * g.sw + (g.kw - 1) * g.dw + 1;
     const int64_t ix0 = ox0 * g.sw - g.pl;
     const int64_t vplane = pl.slots * wp * L;
-    const T* xn = x + n * g.src_h * g.src_w * g.c;
+    const T* xn = x + n * g.src_h * g.src_w * g.cin;
     const float* wtc = wt + c0;
     const float* bc = b ? bias + c0 : nullptr;
     // Input row iy lives in slot (iy - base) mod slots.

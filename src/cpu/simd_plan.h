@@ -175,14 +175,18 @@ namespace dwconv::cpu::simd {
 // Forward: src = V = x, out = y (OH x OW). Grad-input: src = dy upsampled
 // by the stride, out = dx (H x W), stride 1, flipped weights, pads
 // (k-1)*dil - pad (may be negative).
+// c counts output channels; with a channel multiplier m (forward only)
+// output channel o reads input channel o / m of cin = c / m.
 struct NhwcGeom {
   int64_t in_h, in_w, out_h, out_w, c;
   int64_t kh, kw, sh, sw, dh, dw, pt, pl;
   int64_t src_h, src_w, uh, uw;
+  int64_t cin, m;
 };
 inline NhwcGeom nhwc_forward(const Shape& s) {
-  return {s.h,      s.w,      s.out_h(), s.out_w(), s.c,         s.kh,       s.kw, s.stride_h, s.stride_w,
-          s.dil_h,  s.dil_w,  s.pad_top, s.pad_left, s.h,        s.w,        1,    1};
+  return {s.h,     s.w,     s.out_h(),   s.out_w(),  s.out_c(), s.kh, s.kw, s.stride_h, s.stride_w,
+          s.dil_h, s.dil_w, s.pad_top,   s.pad_left, s.h,       s.w,  1,    1,          s.c,
+          s.multiplier};
 }
 inline NhwcGeom nhwc_grad_input(const Shape& s) {
   const int64_t oh = s.out_h(), ow = s.out_w();
@@ -202,7 +206,9 @@ inline NhwcGeom nhwc_grad_input(const Shape& s) {
           oh,
           ow,
           s.stride_h,
-          s.stride_w};
+          s.stride_w,
+          s.c,
+          1};
 }
 constexpr int64_t kNhwcWgradCBlock = 128;  // channels per task (grad-weight)
 

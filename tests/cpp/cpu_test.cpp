@@ -29,11 +29,12 @@ INSTANTIATE_TEST_SUITE_P(Seeds, CpuRandom, ::testing::Range(0, 60));
 // The NHWC SIMD blocking: whole-image mode with pixel tails done several
 // channel vectors at a time (C not a multiple of any vector width), the
 // rolling row window with column blocks, stride 2, and a 31x31 kernel whose
-// window only fits 16 channels per block.
+// window only fits 16 channels per block; channel multipliers 3 and 2.
 TEST(CpuBlocking, MatchesReference) {
   const Shape shapes[] = {conv2d_shape(2, 100, 7, 7, 7, 7, 1, 3),   conv2d_shape(1, 52, 23, 23, 3, 3, 1, 1),
                           conv2d_shape(1, 24, 61, 37, 5, 5, 2, 2),  conv2d_shape(1, 1100, 5, 40, 3, 3, 1, 1),
-                          conv2d_shape(1, 40, 20, 20, 31, 31, 1, 15), conv2d_shape(3, 70, 14, 14, 7, 7, 1, 3)};
+                          conv2d_shape(1, 40, 20, 20, 31, 31, 1, 15), conv2d_shape(3, 70, 14, 14, 7, 7, 1, 3),
+                          conv2d_shape(2, 12, 9, 9, 3, 3, 1, 1, 1, 3), conv2d_shape(1, 20, 30, 30, 5, 5, 2, 2, 1, 2)};
   uint64_t seed = 900;
   for (const Shape& s : shapes) {
     SCOPED_TRACE(s.str());
