@@ -135,6 +135,24 @@ inline WgradPlan plan_wgrad_nchw(const Shape& s) {
 
 inline size_t align_up(size_t b) { return (b + kAlign - 1) / kAlign * kAlign; }
 
+// NCHW forward as dot products along the kernel row (simd_fwd_nchw_dot.cpp):
+// the zero-padded fp32 plane of one input channel, pitch wpad (plane column
+// x is input column x - pad_left), and the weights with rows of kwp floats.
+// Lengths round up to 16 floats, the widest vector of any target.
+struct DotPlan {
+  int64_t kwp = 0, wpad = 0, plane_floats = 0, w_floats = 0, row_floats = 0;
+};
+inline DotPlan plan_dot(const Shape& s) {
+  DotPlan d;
+  d.kwp = round_up(s.kw, 16);
+  d.wpad = (s.out_w() - 1) * s.stride_w + d.kwp + 16;
+  d.plane_floats = round_up(s.h * d.wpad + 16, 16);
+  d.w_floats = round_up(s.kh * d.kwp, 16);
+  d.row_floats = round_up(s.out_w() + 16, 16);
+  return d;
+}
+constexpr int64_t kDotMaxPlane = 1 << 20;  // floats (4 MiB per thread); taller planes stay on the flat engine
+
 }  // namespace dwconv::cpu::simd
 
 namespace dwconv::cpu::simd {

@@ -61,6 +61,11 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(1, 37, 5, 6, 3, 3, 1, 1),  // 16 + 16 + 4 + 1
       conv2d_shape(1, 7, 11, 1, 3, 1, 1, 1),  // W = 1
       conv2d_shape(1, 5, 1, 11, 1, 3, 1, 1),  // H = 1
+      conv2d_shape(1, 2, 30, 30, 28, 28),            // output 3x3: cpu_fwd_nchw_dot, masked tail
+      conv2d_shape(1, 2, 20, 24, 9, 19, 2, 3, 1, 2), // the same at stride 2 with a multiplier
+      conv2d_shape(1, 3, 36, 36, 33, 33, 1, 0),      // kw = 33: two 16-lane vectors + tail on AVX-512
+      conv2d_shape(4, 48, 7, 7, 7, 7, 1, 3),         // NHWC whole-image mode, pixel tails across vectors
+      conv2d_shape(1, 8, 21, 18, 5, 5, 2, 2),        // NHWC grad-input at stride 2 (upsampled dy)
   };
   Shape asym = conv2d_shape(1, 3, 11, 12, 3, 5, 1, 0);
   asym.pad_top = 2, asym.pad_bottom = 0, asym.pad_left = 0, asym.pad_right = 3;

@@ -42,6 +42,25 @@ TEST(CpuBlocking, MatchesReference) {
   }
 }
 
+// Outputs much narrower than the kernel take cpu_fwd_nchw_dot (dot products
+// along the kernel row): kernel widths that are not a multiple of the vector
+// (masked tail), stride 2 with a multiplier, dilation along H, padding.
+TEST(CpuNarrowOutput, MatchesReference) {
+  Shape dil = conv2d_shape(1, 4, 25, 20, 5, 16, 1, 2);
+  dil.dil_h = 3;
+  const Shape shapes[] = {conv2d_shape(1, 3, 30, 30, 28, 28), conv2d_shape(2, 2, 20, 24, 9, 19, 2, 3, 1, 2), dil};
+  uint64_t seed = 950;
+  for (const Shape& s : shapes) {
+    SCOPED_TRACE(s.str());
+    float dummy = 0;  // selected_kernel validates the pointers, never dereferences them
+    Params p;
+    p.shape = s, p.layout = Layout::nchw;
+    p.input = &dummy, p.weight = &dummy, p.output = &dummy;
+    EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nchw_dot");
+    sweep_shape(s, Device::cpu, ++seed);
+  }
+}
+
 // Threads must not change the result: grad-weight and grad-bias reduce in a
 // fixed order, so 1 and 2 threads agree bit for bit.
 TEST(CpuDeterminism, GradWeightIndependentOfThreads) {
