@@ -94,15 +94,15 @@ struct NhwcRows {
 // R consecutive output pixels (px0 + r) of the current row, one channel
 // vector: vs is its scratch plane, wt / bias are offset to it already.
 // General form: every tap loads its R inputs (any stride and dilation).
+// Accumulates into acc (initialised by the caller).
 template <int R, int KW>
 HWY_INLINE void NhwcPixelsStrided(const simd::NhwcPlan& pl, const float* HWY_RESTRICT vs, const NhwcRows& rows,
-                                  const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t px0,
+                                  const float* HWY_RESTRICT wt, int64_t px0,
                                   hn::Vec<hn::ScalableTag<float>>* acc) {
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
   const simd::NhwcGeom& g = pl.g;
   const int64_t cp = pl.cp, kw = KW > 0 ? KW : g.kw;
-  for (int r = 0; r < R; ++r) acc[r] = bias ? hn::Load(d, bias) : hn::Zero(d);
   const int64_t pstep = g.sw * L;
   for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
     const float* HWY_RESTRICT xr = vs + rows.offset(i, g.dh) + px0 * pstep;
@@ -160,13 +160,12 @@ HWY_INLINE void WindowTaps(const float* HWY_RESTRICT xr, const float* HWY_RESTRI
 // stride SW: taps in chunks of at most 4 (KW = 3, 5 in one).
 template <int R, int KW, int SW>
 HWY_INLINE void NhwcPixelsWindow(const simd::NhwcPlan& pl, const float* HWY_RESTRICT vs, const NhwcRows& rows,
-                                 const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t px0,
+                                 const float* HWY_RESTRICT wt, int64_t px0,
                                  hn::Vec<hn::ScalableTag<float>>* acc) {
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
   const simd::NhwcGeom& g = pl.g;
   const int64_t cp = pl.cp, kw = KW > 0 ? KW : g.kw;
-  for (int r = 0; r < R; ++r) acc[r] = bias ? hn::Load(d, bias) : hn::Zero(d);
   for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
     const float* HWY_RESTRICT xr = vs + rows.offset(i, g.dh) + px0 * SW * L;
     const float* HWY_RESTRICT wr = wt + i * kw * cp;
@@ -205,12 +204,13 @@ HWY_INLINE void NhwcPixels(const simd::NhwcPlan& pl, const float* HWY_RESTRICT v
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
   hn::Vec<decltype(d)> acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = bias ? hn::Load(d, bias) : hn::Zero(d);
   if (pl.g.dw == 1 && pl.g.sw == 1) {
-    NhwcPixelsWindow<R, KW, 1>(pl, vs, rows, wt, bias, px0, acc);
+    NhwcPixelsWindow<R, KW, 1>(pl, vs, rows, wt, px0, acc);
   } else if (pl.g.dw == 1 && pl.g.sw == 2) {
-    NhwcPixelsWindow<R, KW, 2>(pl, vs, rows, wt, bias, px0, acc);
+    NhwcPixelsWindow<R, KW, 2>(pl, vs, rows, wt, px0, acc);
   } else {
-    NhwcPixelsStrided<R, KW>(pl, vs, rows, wt, bias, px0, acc);
+    NhwcPixelsStrided<R, KW>(pl, vs, rows, wt, px0, acc);
   }
   const int64_t C = pl.g.c;
   if (nvalid >= L) {
@@ -276,7 +276,7 @@ HWY_INLINE int64_t NhwcRow(const simd::NhwcPlan& pl, const float* vs, const Nhwc
 
 // Every channel vector of the block for the current output row: whole
 // vectors take pixel groups of 10 / 8 one vector at a time, then the
-// remaining (< 8) pixels several vectors at a time; a partial last vector
+// remaining (< 8) pixels several vectors at a time (4 x 2, 2 x 4, 1 x 8); a partial last vector
 // does all its pixels alone.
 // Channels [ca, nc) of the block (ca a multiple of L).
 template <int KW, typename T>
@@ -301,7 +301,8 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
       for (; cv < whole; cv += L) NhwcTile<2, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
       px += 2;
     } else {
-      for (; cv + 6 * L <= whole; cv += 6 * L) NhwcTile<1, 6, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
+      for (; cv + 8 * L <= whole; cv += 8 * L) NhwcTile<1, 8, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
+      for (; cv + 4 * L <= whole; cv += 4 * L) NhwcTile<1, 4, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
       for (; cv < whole; cv += L) NhwcTile<1, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
       px += 1;
     }
@@ -316,12 +317,15 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
 template <typename T>
 void NhwcArrange(const simd::NhwcPlan& pl, const T* w, const T* b, bool flip, float* wt, float* bias) {
   const int64_t kk = pl.g.kh * pl.g.kw, C = pl.g.c, cp = pl.cp;
+  // Blocks of 16 channels outside: a block's kk*16 weights are read once
+  // into L1 and written as kk runs of 16 (taps outside would re-read all C
+  // rows of the weights for every tap).
 #pragma omp for schedule(static)
-  for (int64_t k = 0; k < kk; ++k) {
-    float* dst = wt + (flip ? kk - 1 - k : k) * cp;
-    for (int64_t c = 0; c < C; ++c) dst[c] = ToF(w[c * kk + k]);
-    for (int64_t c = C; c < cp; ++c) dst[c] = 0.0f;
-  }
+  for (int64_t c0 = 0; c0 < cp; c0 += 16)
+    for (int64_t k = 0; k < kk; ++k) {
+      float* dst = wt + (flip ? kk - 1 - k : k) * cp;
+      for (int64_t c = c0; c < c0 + 16; ++c) dst[c] = c < C ? ToF(w[c * kk + k]) : 0.0f;
+    }
   if (b) {
 #pragma omp single
     {
@@ -396,8 +400,8 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       const int64_t rows_in = (ry - 1) * g.sh + ext_h;
       for (int64_t iy = base; iy < base + rows_in; ++iy)
         NhwcCopyRow(pl, xn, iy, ix0, wp, c0, nc, vplane, scratch + (iy - base) * wp * L);
-      for (int64_t ca = 0; ca < nc; ca += 4 * L)
-        for (int64_t r = 0; r < ry; ++r) row_all_c(r, ca, std::min(nc, ca + 4 * L));
+      for (int64_t ca = 0; ca < nc; ca += 8 * L)
+        for (int64_t r = 0; r < ry; ++r) row_all_c(r, ca, std::min(nc, ca + 8 * L));
       continue;
     }
     int64_t next_in = base;  // first input row not copied yet

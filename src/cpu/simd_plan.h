@@ -312,10 +312,7 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   const int64_t wp_full = (g.out_w - 1) * g.sw + (g.kw - 1) * g.dw + 1;
   for (int64_t cb : {int64_t(1) << 30, int64_t(1024), int64_t(512), int64_t(256), int64_t(128), int64_t(64)}) {
     const int64_t c = std::min(cb, g.c);
-    if (rows_all * wp_full * round_up(c, 16) > kNhwcBudget) {
-      if (c == g.c) break;  // fewer channels than this block: no smaller block helps
-      continue;
-    }
+    if (rows_all * wp_full * round_up(c, 16) > kNhwcBudget) continue;
     best = plan_nhwc_cb(g, c);
     best.bw = g.out_w, best.nbx = 1, best.wp = wp_full;
     best.slots = rows_all, best.whole = true;
