@@ -5,6 +5,9 @@ Suites (shapes from the CSVs installed with the package, dwconv/shapes/*.csv):
   training   the seed-001 speed test: 24 stacked depthwise layers, B64 C384 64x64, k = 3..31, forward + backward
   convnext   ConvNeXt-T 7x7 layers (convnext_t.csv), forward and forward + backward
   replknet   RepLKNet-31B large kernels (replknet_31b.csv), forward and forward + backward
+  overhead   per-call time on a tiny layer (N1 C32 8x8 k3 unless --batch/--channels/--size/--kernels), where the
+             Python layers rather than the kernel set the time: F.conv2d, dwconv.conv2d, the op through the
+             dispatcher and the native binding alone, in microseconds (not in --suite's default list)
 convnext and replknet run in bf16 channels_last by default (as those networks train); forward and training use
 --dtype (float32 by default) and --channels-last.
 
@@ -193,6 +196,69 @@ def run_training(rows, args, device, dtype, channels_last: bool):
     return results
 
 
+def run_overhead(args, device, dtype, channels_last: bool):
+    """Microseconds per call of a layer small enough for the Python side to dominate. Each round times
+    100 calls of every contender in turn (so load on the machine hits all alike); the median round counts."""
+    from . import _C, _ops
+    n, c, h = args.batch or 1, args.channels or 32, args.size or 8
+    k = int(args.kernels.split(",")[0]) if args.kernels else 3
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(n, c, h, h, device=device, dtype=dtype).contiguous(memory_format=fmt)
+    w = torch.randn(c, 1, k, k, device=device, dtype=dtype)
+    b = torch.randn(c, device=device, dtype=dtype)
+    p, pad = k // 2, [k // 2] * 4
+    xg, wg, bg = (t.clone().requires_grad_() for t in (x, w, b))
+    gy = torch.randn_like(F.conv2d(x, w, b, 1, p, 1, c))
+
+    def fb(f):
+        return lambda: f(xg, wg, bg).backward(gy)
+
+    contenders = {
+        "F.conv2d(groups=C)": lambda x, w, b: F.conv2d(x, w, b, 1, p, 1, c),
+        "dwconv.conv2d": lambda x, w, b: dwconv.conv2d(x, w, b, padding=p),
+        "torch.ops.dwconv.conv2d_forward": lambda x, w, b: torch.ops.dwconv.conv2d_forward(
+            x, w, b, [1, 1], pad, [1, 1], channels_last),
+    }
+    fwd = {name: (lambda f=f: f(x, w, b)) for name, f in contenders.items()}
+    if device.type == "cpu":
+        # The binding with its arguments ready: validation, kernel choice and the kernel, nothing of Python.
+        out = torch.empty_like(gy)
+        raw = [0, n, c, h, h, 1, k, k, 1, 1, 1, 1, *pad, _ops._DTYPE[dtype], int(channels_last), 0, x.data_ptr(),
+               w.data_ptr(), b.data_ptr(), out.data_ptr(), 0, 0, 0, 0, 1]
+        fwd["dwconv._C.run (binding alone)"] = lambda: _C.run(*raw)
+    rounds = max(5 * args.repeat, 5)
+
+    def measure(cases):
+        per = {name: [] for name in cases}
+        for f in cases.values():
+            for _ in range(10 * args.warmup + 10):
+                f()
+        for _ in range(rounds):
+            for name, f in cases.items():
+                _sync(device)
+                t0 = time.perf_counter()
+                for _ in range(100):
+                    f()
+                _sync(device)
+                per[name].append((time.perf_counter() - t0) * 1e4)  # us per call
+        return {name: statistics.median(v) for name, v in per.items()}
+
+    with torch.no_grad():
+        t_fwd = measure(fwd)
+    t_fb = measure({name: fb(f) for name, f in contenders.items()})
+    print(f"\n## overhead: N{n} C{c} {h}x{h} k{k} ({str(dtype).replace('torch.', '')}, "
+          f"{'channels_last' if channels_last else 'NCHW'}), microseconds per call\n")
+    print("| call | fwd (no_grad) us | fwd+bwd us |")
+    print("|---|---|---|")
+    results = []
+    for name in fwd:
+        r = {"name": name, "fwd_us": t_fwd[name], "fb_us": t_fb.get(name)}
+        results.append(r)
+        print(f"| {name} | {r['fwd_us']:.1f} | " + ("-" if r["fb_us"] is None else f"{r['fb_us']:.1f}") + " |")
+    sys.stdout.flush()
+    return results
+
+
 def _print_header(title: str, backward: bool, fwd: bool = True) -> None:
     print(f"\n## {title}\n")
     cols = ["layer", "shape"]
@@ -225,7 +291,9 @@ def plot(all_results: Dict[str, list], path: str, device_name: str) -> bool:
     except ImportError:
         print(f"(matplotlib is not installed: no plot written to {path}; pip install matplotlib)")
         return False
-    suites = [s for s in all_results if all_results[s]]
+    suites = [s for s in all_results if all_results[s] and s != "overhead"]  # no layers to plot
+    if not suites:
+        return False
     fig, axes = plt.subplots(len(suites), 2, figsize=(12, 3.6 * len(suites)), squeeze=False)
     for row_axes, suite in zip(axes, suites):
         res = all_results[suite]
@@ -262,7 +330,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, list]:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--suite", default="forward,training,convnext,replknet",
-                   help="comma-separated: forward, training, convnext, replknet (default: all)")
+                   help="comma-separated: forward, training, convnext, replknet, overhead (default: all but "
+                        "overhead)")
     p.add_argument("--dtype", default="float32", choices=sorted(_DTYPES),
                    help="dtype of the forward and training tables (default float32)")
     p.add_argument("--channels-last", action="store_true", help="forward and training tables in channels_last")
@@ -297,7 +366,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, list]:
     print(f"warmup {args.warmup}, repeat {args.repeat}, median times in ms; rel err = |dwconv - torch| / |torch|")
 
     suites = [s.strip() for s in args.suite.split(",") if s.strip()]
-    unknown = set(suites) - {"forward", "training", "convnext", "replknet"}
+    unknown = set(suites) - {"forward", "training", "convnext", "replknet", "overhead"}
     if unknown:
         p.error(f"unknown suite(s): {sorted(unknown)}")
     dtype = _DTYPES[args.dtype]
@@ -317,6 +386,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, list]:
         if suite in suites:
             _print_header(f"{suite} ({args.large_dtype}, channels_last)", True)
             results[suite] = run_layers(load_shapes(file), args, device, ldt, True, True, suite)
+    if "overhead" in suites:
+        results["overhead"] = run_overhead(args, device, dtype, args.channels_last)
     if args.plot:
         plot(results, args.plot, dev_name)
     return results

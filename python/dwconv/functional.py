@@ -53,9 +53,13 @@ def _channels_last(x: Tensor) -> bool:
     return _suggest_channels_last(x)
 
 
-def _autocast(device_type: str, *tensors: Optional[Tensor]):
-    """What autocast does for F.conv*: float tensors (not float64) go to the autocast dtype."""
-    if device_type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device_type):
+def _autocast(input: Tensor, *tensors: Optional[Tensor]):
+    """What autocast does for F.conv*: float tensors (not float64) go to the autocast dtype. Returns
+    (input, *tensors)."""
+    tensors = (input,) + tensors
+    # is_cpu / is_cuda rather than input.device.type, which builds a torch.device on every call.
+    device_type = "cpu" if input.is_cpu else "cuda" if input.is_cuda else None
+    if device_type is None or not torch.is_autocast_enabled(device_type):
         return tensors
     dtype = torch.get_autocast_dtype(device_type)
     return tuple(t.to(dtype) if t is not None and t.is_floating_point() and t.dtype != torch.float64 else t
@@ -107,27 +111,29 @@ def _check_common(input: Tensor, weight: Tensor, bias: Optional[Tensor], nd: int
     if input.dim() not in (nd + 1, nd + 2):
         raise ValueError(f"dwconv.{name}: expected {nd + 1}D (unbatched) or {nd + 2}D (batched) input, got input "
                          f"of size {list(input.shape)}")
-    if weight.dim() != nd + 2:
+    ws = weight.shape
+    if len(ws) != nd + 2:
         raise ValueError(f"dwconv.{name}: expected {nd + 2}D weight [C*m, 1, {'k' if nd == 1 else 'kh, kw'}], got "
-                         f"size {list(weight.shape)}")
+                         f"size {list(ws)}")
     c = input.shape[-nd - 1]
-    if weight.shape[1] != 1 or c < 1 or weight.shape[0] < 1 or weight.shape[0] % c != 0:
+    if ws[1] != 1 or c < 1 or ws[0] < 1 or ws[0] % c != 0:
         raise ValueError(f"dwconv.{name}: depthwise (groups = {c} input channels) needs weight of size "
-                         f"[{c}*m, 1, ...], got weight of size {list(weight.shape)} for input of size "
+                         f"[{c}*m, 1, ...], got weight of size {list(ws)} for input of size "
                          f"{list(input.shape)}")
-    if bias is not None and list(bias.shape) != [weight.shape[0]]:
-        raise ValueError(f"dwconv.{name}: bias must have size [{weight.shape[0]}], got {list(bias.shape)}")
+    if bias is not None and (bias.dim() != 1 or bias.shape[0] != ws[0]):
+        raise ValueError(f"dwconv.{name}: bias must have size [{ws[0]}], got {list(bias.shape)}")
+    dtype, device = input.dtype, input.device
     for tname, t in (("weight", weight), ("bias", bias)):
         if t is None:
             continue
-        if t.device != input.device:
-            raise RuntimeError(f"dwconv.{name}: input is on {input.device} but {tname} is on {t.device}; "
+        if t.device != device:
+            raise RuntimeError(f"dwconv.{name}: input is on {device} but {tname} is on {t.device}; "
                                "expected all tensors on the same device")
-        if t.dtype != input.dtype:
-            raise RuntimeError(f"dwconv.{name}: input type ({input.dtype}) and {tname} type ({t.dtype}) should be "
+        if t.dtype != dtype:
+            raise RuntimeError(f"dwconv.{name}: input type ({dtype}) and {tname} type ({t.dtype}) should be "
                                "the same")
-    if input.dtype not in _ops.SUPPORTED_DTYPES:
-        raise TypeError(f"dwconv.{name}: dtype {input.dtype} is not supported (float32, float64, float16, "
+    if dtype not in _ops.SUPPORTED_DTYPES:
+        raise TypeError(f"dwconv.{name}: dtype {dtype} is not supported (float32, float64, float16, "
                         "bfloat16)")
     _ops._check_cuda_build(input)
 
@@ -143,7 +149,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride:
     A channels_last input runs the NHWC kernel and gives a channels_last output.
     """
     _check_common(input, weight, bias, 2)
-    input, weight, bias = _autocast(input.device.type, input, weight, bias)
+    input, weight, bias = _autocast(input, weight, bias)
     stride = _pair(stride, "stride", 2)
     dilation = _pair(dilation, "dilation", 2)
     if min(stride) < 1:
@@ -154,8 +160,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride:
     pad = _padding_4(padding, asymmetric_padding, (kh, kw), dilation, stride, 2)
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
-    y = torch.ops.dwconv.conv2d_forward(x, weight, bias, list(stride), list(pad), list(dilation),
-                                        _channels_last(x))
+    y = _ops.forward_validated(x, weight, bias, stride, pad, dilation, _channels_last(x))
     return y.squeeze(0) if unbatched else y
 
 
@@ -171,7 +176,7 @@ def conv1d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride:
     kernel and gives an output of the same kind.
     """
     _check_common(input, weight, bias, 1)
-    input, weight, bias = _autocast(input.device.type, input, weight, bias)
+    input, weight, bias = _autocast(input, weight, bias)
     stride = (1,) + _pair(stride, "stride", 1)
     dilation = (1,) + _pair(dilation, "dilation", 1)
     if min(stride) < 1:
@@ -183,7 +188,6 @@ def conv1d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride:
     unbatched = input.dim() == 2
     x = input.unsqueeze(0) if unbatched else input
     x4 = x.unsqueeze(2)  # [N, C, 1, L]: [N, L, C]-contiguous data becomes channels_last
-    y = torch.ops.dwconv.conv2d_forward(x4, weight.unsqueeze(2), bias, list(stride), list(pad), list(dilation),
-                                        _channels_last(x4))
+    y = _ops.forward_validated(x4, weight.unsqueeze(2), bias, stride, pad, dilation, _channels_last(x4))
     y = y.squeeze(2)
     return y.squeeze(0) if unbatched else y

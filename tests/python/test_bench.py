@@ -34,3 +34,13 @@ def test_bench_cpu_tiny(tmp_path, capsys):
 def test_bench_module_entry_point():
     r = subprocess.run([sys.executable, "-m", "dwconv.bench", "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--batch" in r.stdout and "--layers" in r.stdout
+
+
+def test_bench_overhead(capsys):
+    res = bench.main(["--device", "cpu", "--suite", "overhead", "--repeat", "1", "--warmup", "0", "--plot", ""])
+    out = capsys.readouterr().out
+    assert "## overhead: N1 C32 8x8 k3 (float32, NCHW)" in out and "| dwconv.conv2d |" in out
+    names = [r["name"] for r in res["overhead"]]
+    assert names == ["F.conv2d(groups=C)", "dwconv.conv2d", "torch.ops.dwconv.conv2d_forward",
+                     "dwconv._C.run (binding alone)"]
+    assert all(r["fwd_us"] > 0 for r in res["overhead"]) and res["overhead"][-1]["fb_us"] is None

@@ -309,3 +309,137 @@ def test_native_module_does_not_depend_on_torch():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# ------------------------------------------------- calls that skip the dispatcher
+# dwconv.conv2d / conv1d and the backward formulas call the op bodies directly in plain eager code (_ops._plain)
+# and go through torch.ops.dwconv.* otherwise; both roads must give the same tensors, and everything that watches
+# or rewrites calls must still see the ops.
+
+def _direct_vs_dispatcher(device, cl, bias, stride, pad, dil, m=1):
+    torch.manual_seed(0)
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    x = torch.randn(2, 3, 9, 8, device=device).contiguous(memory_format=fmt).requires_grad_()
+    w = torch.randn(3 * m, 1, 3, 2, device=device, requires_grad=True)
+    b = torch.randn(3 * m, device=device, requires_grad=True) if bias else None
+    y = dwconv.conv2d(x, w, b, stride, dilation=dil, asymmetric_padding=pad)
+    assert type(y.grad_fn) is dwconv._ops._Conv2dForward._backward_cls  # the direct road was taken
+    ref = torch.ops.dwconv.conv2d_forward(x, w, b, list(stride), list(pad), list(dil), cl)
+    assert torch.equal(y, ref) and y.stride() == ref.stride()
+    gy = torch.randn_like(y)
+    got = torch.autograd.grad(y, [t for t in (x, w, b) if t is not None], gy)
+    want = torch.autograd.grad(ref, [t for t in (x, w, b) if t is not None], gy)
+    for g, r in zip(got, want):
+        assert torch.equal(g, r) and g.stride() == r.stride()
+    with torch.no_grad():
+        assert torch.equal(dwconv.conv2d(x, w, b, stride, dilation=dil, asymmetric_padding=pad), ref)
+
+
+@pytest.mark.parametrize("cl", [False, True], ids=["nchw", "nhwc"])
+def test_direct_calls_match_dispatcher(device, cl):
+    _direct_vs_dispatcher(device, cl, True, (1, 1), (1, 1, 0, 1), (1, 1))
+    _direct_vs_dispatcher(device, cl, False, (2, 1), (0, 2, 1, 0), (1, 2), m=2)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
+def test_plain_detects_what_the_dispatcher_would_do():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from dwconv._ops import _plain
+
+    x, w = torch.randn(1, 2, 4, 4), nn.Parameter(torch.randn(2, 1, 3, 3))
+    assert _plain(x, w, None)
+    with torch.no_grad(), torch.inference_mode():
+        assert _plain(x, w, None)
+
+    class Sub(torch.Tensor):
+        pass
+
+    class Mode(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    class FMode(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    assert not _plain(x.as_subclass(Sub), w, None)
+    assert not _plain(torch.empty(1, 2, 4, 4, device="meta"), w, None)
+    assert not _plain(x.to_sparse(), w, None)
+    with Mode():
+        assert not _plain(x, w, None)
+    with FMode():
+        assert not _plain(x, w, None)
+    with torch.device("cpu"):  # a TorchFunctionMode too
+        assert not _plain(x, w, None)
+    with FakeTensorMode():
+        assert not _plain(torch.empty(1, 2, 4, 4), torch.empty(2, 1, 3, 3), None)
+    with torch.profiler.profile():
+        assert not _plain(x, w, None)
+    seen = []
+    torch.func.vmap(lambda t: seen.append(_plain(t, w, None)) or t)(torch.randn(3, 1, 2, 4, 4))
+    torch.func.grad(lambda t: seen.append(_plain(t, w, None)) or t.sum())(x)
+    torch.jit.trace(lambda t: seen.append(_plain(t, w, None)) or t * 1, (x,), check_trace=False)
+    assert seen == [False, False, False]
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda t: t * 2 if _plain(t, w, None) else t * 3, backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x), x * 3)
+
+
+def test_modes_and_profiler_still_see_every_op():
+    """A TorchDispatchMode and the profiler record forward and all three gradient ops, as before."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Log(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    x = torch.randn(1, 2, 5, 5, requires_grad=True)
+    w = torch.randn(2, 1, 3, 3, requires_grad=True)
+    b = torch.randn(2, requires_grad=True)
+    want = {"conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias"}
+    with Log() as log:
+        dwconv.conv2d(x, w, b, padding=1).sum().backward()
+    assert {o.split(".")[1] for o in log.ops if o.startswith("dwconv.")} == want
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        dwconv.conv2d(x, w, b, padding=1).sum().backward()
+    assert {e.name.split("::")[1] for e in prof.events() if e.name.startswith("dwconv::")} == want
+
+
+def test_gradgradcheck_through_direct_calls():
+    """First order through _Conv2dForward, second order through the ops' own autograd formulas."""
+    x = torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 1, 2, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    f = lambda x, w, b: dwconv.conv2d(x, w, b, (1, 2), padding=1, dilation=(2, 1))  # noqa: E731
+    assert torch.autograd.gradcheck(f, (x, w, b))
+    assert torch.autograd.gradgradcheck(f, (x, w, b))
+    xc = x.detach().to(memory_format=torch.channels_last).requires_grad_()
+    assert torch.autograd.gradgradcheck(f, (xc, w, b))
+
+
+def test_run_passes_arguments_in_binding_order(monkeypatch):
+    """_ops._run calls _C.run positionally: each value must land on the binding argument of its name."""
+    import re
+
+    from dwconv import _C, _ops
+
+    names = re.findall(r"(\w+): ", _C.run.__doc__.split("\n")[0].split("(", 1)[1])
+    assert names[:3] == ["direction", "n", "c"] and names[-1] == "workspace_bytes"
+    got = {}
+    monkeypatch.setattr(_ops, "_C", type("FakeC", (), {"run": staticmethod(lambda *a: got.update(zip(names, a)))}))
+    x, gy = torch.randn(2, 3, 11, 13), torch.randn(2, 6, 4, 5)
+    w, gx = torch.randn(6, 1, 5, 3), torch.empty(2, 3, 11, 13)
+    _ops._run(1, input_size=x.shape, weight_size=w.shape, stride=(3, 2), padding=(4, 1, 2, 0), dilation=(1, 2),
+              channels_last=True, like=gy, kernel="k", grad_output=gy, weight=w, grad_input=gx)
+    assert got == dict(direction=1, n=2, c=3, h=11, w=13, multiplier=2, kh=5, kw=3, stride_h=3, stride_w=2,
+                       dil_h=1, dil_w=2, pad_top=4, pad_bottom=1, pad_left=2, pad_right=0, dtype=0, layout=1,
+                       device=0, input=0, weight=w.data_ptr(), bias=0, output=0, grad_output=gy.data_ptr(),
+                       grad_input=gx.data_ptr(), grad_weight=0, grad_bias=0, threads=1, stream=0, kernel="k")
