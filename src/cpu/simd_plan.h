@@ -228,7 +228,6 @@ inline NhwcGeom nhwc_grad_input(const Shape& s) {
           s.c,
           1};
 }
-constexpr int64_t kNhwcWgradCBlock = 128;  // channels per task (grad-weight)
 
 // Blocking of the NHWC convolution. A task is (n, block of output rows,
 // block of output columns, block of channels). It walks its output rows in
@@ -330,20 +329,6 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
     if (want > 1) best.finish_rows(ceil_div(g.out_h, want));
   }
   return best;
-}
-
-// Grad-weight NHWC: chunks of n x OH rows per channel block (shape only).
-struct WgradNhwcPlan {
-  int64_t ncb = 1, units = 0, chunks = 1, kk = 0, cb = kNhwcWgradCBlock;
-};
-inline WgradNhwcPlan plan_wgrad_nhwc(const Shape& s) {
-  WgradNhwcPlan w;
-  w.cb = std::min<int64_t>(kNhwcWgradCBlock, s.c);
-  w.ncb = ceil_div(s.c, w.cb);
-  w.units = s.n * s.out_h();
-  w.chunks = std::max<int64_t>(1, std::min(w.units, ceil_div(64, w.ncb)));
-  w.kk = s.kh * s.kw;
-  return w;
 }
 
 }  // namespace dwconv::cpu::simd
