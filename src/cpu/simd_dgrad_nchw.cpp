@@ -67,12 +67,7 @@ namespace dwconv::cpu {
 HWY_EXPORT(DgradNchw);
 
 namespace {
-size_t thread_bytes(const Params& p) {
-  const Shape& s = p.shape;
-  const int64_t KK = s.kh * s.kw;
-  return simd::align_up(size_t(simd::flat_thread_floats(simd::flat_grad_input(s), simd::round_up(KK, 16))) * 4 +
-                        size_t(s.kh + s.kw) * 8);
-}
+size_t thread_bytes(const Params& p) { return simd::flat_thread_bytes(simd::flat_grad_input(p.shape), p.shape); }
 int score(const Params& p) { return p.layout == Layout::nchw && simd::simd_dtype(p.dtype) && simd::simd_geometry(p.shape) ? 10 : -1; }
 size_t workspace(const Params& p) { return simd::workspace_for(thread_bytes(p), simd::thread_count(p)); }
 void run(const Params& p) {

@@ -39,35 +39,18 @@ namespace dwconv::cpu {
 HWY_EXPORT(DgradNhwc);
 
 namespace {
-// Workspace: weights [kh*kw][cp] and bias [cp] (fp32), then per-thread scratch.
-size_t shared_bytes(const simd::NhwcPlan& pl) {
-  return simd::align_up(size_t(pl.g.kh * pl.g.kw * pl.cp) * 4) + simd::align_up(size_t(pl.cp) * 4);
-}
-simd::NhwcPlan max_plan(const Params& p) {
-  return simd::plan_nhwc(simd::nhwc_grad_input(p.shape), p.shape.n, 1, false);  // largest scratch
-}
 int score(const Params& p) {
   const Shape& s = p.shape;
   const bool ok = p.layout == Layout::nhwc && s.multiplier == 1;
-  return ok && simd::simd_dtype(p.dtype) && simd::simd_geometry(p.shape) && max_plan(p).scratch_floats <= simd::kNhwcMaxScratch ? 10 : -1;
+  return ok && simd::simd_dtype(p.dtype) && simd::simd_geometry(s) &&
+                 simd::nhwc_scratch_fits(simd::nhwc_grad_input(s), s.n)
+             ? 10
+             : -1;
 }
-size_t workspace(const Params& p) {
-  const simd::NhwcPlan pl = max_plan(p);
-  return shared_bytes(pl) + simd::workspace_for(size_t(pl.scratch_floats) * 4, simd::thread_count(p));
-}
+size_t workspace(const Params& p) { return simd::nhwc_workspace(p, simd::nhwc_grad_input(p.shape)); }
 void run(const Params& p) {
-  const simd::NhwcPlan big = max_plan(p);
-  const size_t sb = shared_bytes(big);
-  const simd::Slices head = simd::slices(p, simd::kAlign);  // aligns the base
-  float* wt = reinterpret_cast<float*>(head.base);
-  float* bias = reinterpret_cast<float*>(head.base + simd::align_up(size_t(big.g.kh * big.g.kw * big.cp) * 4));
-  const size_t lost = size_t(head.base - static_cast<unsigned char*>(p.workspace));
-  Params q = p;
-  q.workspace = head.base + sb;
-  q.workspace_bytes = p.workspace_bytes > lost + sb ? p.workspace_bytes - lost - sb : 0;
-  const simd::Slices ws = simd::slices(q, size_t(big.scratch_floats) * 4);
-  const simd::NhwcPlan pl = simd::plan_nhwc(simd::nhwc_grad_input(p.shape), p.shape.n, ws.threads, true);
-  DWCONV_HWY_CALL(DgradNhwc)(p, pl, ws.threads, wt, bias, reinterpret_cast<float*>(ws.base));
+  const simd::NhwcCarve c = simd::nhwc_carve(p, simd::nhwc_grad_input(p.shape));
+  DWCONV_HWY_CALL(DgradNhwc)(p, c.pl, c.threads, c.wt, c.bias, c.scratch);
 }
 }  // namespace
 

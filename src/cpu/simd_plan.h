@@ -332,3 +332,51 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
 }
 
 }  // namespace dwconv::cpu::simd
+
+namespace dwconv::cpu::simd {
+
+// Workspace of the NHWC core (forward and grad-input share it): weights
+// [kh*kw][cp] and bias [cp] in fp32, then per-thread scratch sized by the
+// largest plan (1 thread, no row balancing).
+inline NhwcPlan nhwc_max_plan(const NhwcGeom& g, int64_t n) { return plan_nhwc(g, n, 1, false); }
+inline size_t nhwc_shared_bytes(const NhwcPlan& pl) {
+  return align_up(size_t(pl.g.kh * pl.g.kw * pl.cp) * 4) + align_up(size_t(pl.cp) * 4);
+}
+inline bool nhwc_scratch_fits(const NhwcGeom& g, int64_t n) {
+  return nhwc_max_plan(g, n).scratch_floats <= kNhwcMaxScratch;
+}
+inline size_t nhwc_workspace(const Params& p, const NhwcGeom& g) {
+  const NhwcPlan pl = nhwc_max_plan(g, p.shape.n);
+  return nhwc_shared_bytes(pl) + workspace_for(size_t(pl.scratch_floats) * 4, thread_count(p));
+}
+struct NhwcCarve {
+  NhwcPlan pl;  // balanced for `threads`
+  int threads = 1;
+  float *wt = nullptr, *bias = nullptr, *scratch = nullptr;
+};
+inline NhwcCarve nhwc_carve(const Params& p, const NhwcGeom& g) {
+  const NhwcPlan big = nhwc_max_plan(g, p.shape.n);
+  const size_t sb = nhwc_shared_bytes(big);
+  const Slices head = slices(p, kAlign);  // aligns the base
+  NhwcCarve c;
+  c.wt = reinterpret_cast<float*>(head.base);
+  c.bias = reinterpret_cast<float*>(head.base + align_up(size_t(big.g.kh * big.g.kw * big.cp) * 4));
+  const size_t lost = size_t(head.base - static_cast<unsigned char*>(p.workspace));
+  Params q = p;
+  q.workspace = head.base + sb;
+  q.workspace_bytes = p.workspace_bytes > lost + sb ? p.workspace_bytes - lost - sb : 0;
+  const Slices ws = slices(q, size_t(big.scratch_floats) * 4);
+  c.threads = ws.threads;
+  c.scratch = reinterpret_cast<float*>(ws.base);
+  c.pl = plan_nhwc(g, p.shape.n, ws.threads, true);
+  return c;
+}
+
+// Per-thread bytes of the NCHW flat engine (forward or grad-input plan):
+// planes, flat output, fp32 weights and the tap offsets.
+inline size_t flat_thread_bytes(const FlatPlan& f, const Shape& s) {
+  const int64_t KK = s.kh * s.kw;
+  return align_up(size_t(flat_thread_floats(f, round_up(KK, 16))) * 4 + size_t(s.kh + s.kw) * 8);
+}
+
+}  // namespace dwconv::cpu::simd
