@@ -55,7 +55,7 @@ void NhwcCopyRow(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xn, int64_t iy,
       for (int64_t v = 0; v < nv; ++v) hn::Store(zero, df, d + v * vplane);
       continue;
     }
-    const T* HWY_RESTRICT sp = srow + (ix / g.uw) * g.cin;
+    const T* HWY_RESTRICT sp = srow + (g.uw > 1 ? ix / g.uw : ix) * g.cin;  // no division per pixel at uw = 1
     if (g.m > 1) {  // channel multiplier: each input channel repeated m times
       int64_t ci = c0 / g.m, rep = c0 % g.m;  // counters, not a division per element
       float val = ToF(sp[ci]);
@@ -100,11 +100,26 @@ struct NhwcRows {
 // Into L1 (prefetcht0) it was 10-15% slower at stride 2, where two rows of
 // up to 86 KB evicted the window; two or three rows ahead gained nothing.
 struct NhwcPrefetch {
-  const char* p = nullptr;  // next line to prefetch
+  const char* p = nullptr;  // next input line
   const char* end = nullptr;
-  int64_t per_group = 0;
+  // The output row: `opix` pixels of `obytes` each, `ostride` apart
+  // (one pixel when the task has all channels: the row is contiguous).
+  const char* o = nullptr;  // next output line
+  const char* oend = nullptr;  // end of the current output pixel
+  int64_t opix = 0, obytes = 0, ostride = 0;
+  int64_t per_group = 0, out_per_group = 0;
+  HWY_INLINE void output(const char* first, int64_t pixels, int64_t bytes, int64_t stride, int64_t groups) {
+    if (stride == bytes) bytes *= pixels, pixels = 1;
+    o = first, oend = first + bytes, opix = pixels - 1, obytes = bytes, ostride = stride;
+    out_per_group = simd::ceil_div(pixels * simd::ceil_div(bytes, 64) + 1, groups);
+  }
   HWY_INLINE void step() {
     for (int64_t k = 0; k < per_group && p < end; ++k, p += 64) __builtin_prefetch(p, 0, 2);
+    for (int64_t k = 0; k < out_per_group && o < oend; ++k) {
+      __builtin_prefetch(o, 1, 2);
+      o += 64;
+      if (o >= oend && opix > 0) --opix, o = oend - obytes + ostride, oend = o + obytes;
+    }
   }
 };
 
@@ -327,7 +342,7 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
   if (whole < nc && whole >= ca)
     NhwcRow<KW>(pl, scratch + (whole / L) * vplane, rows, wt + whole, bias ? bias + whole : nullptr, bw, nc - whole,
                 true, yrow + whole, pf);
-  pf.per_group = 1 << 20;  // what is left of the range, before the next row's copy
+  pf.per_group = pf.out_per_group = 1 << 20;  // what is left of the range, before the next row's copy
   pf.step();
 }
 
@@ -419,9 +434,21 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       const int64_t rows_in = (ry - 1) * g.sh + ext_h;
       for (int64_t iy = base; iy < base + rows_in; ++iy)
         NhwcCopyRow(pl, xn, iy, ix0, wp, c0, nc, vplane, scratch + (iy - base) * wp * L);
-      NhwcPrefetch none;
-      for (int64_t ca = 0; ca < nc; ca += 8 * L)
-        for (int64_t r = 0; r < ry; ++r) row_all_c(r, ca, std::min(nc, ca + 8 * L), none);
+      NhwcPrefetch opf;  // output only: the input is in the scratch already
+      for (int64_t ca = 0; ca < nc; ca += 8 * L) {
+        const int64_t cz = std::min(nc, ca + 8 * L);
+        for (int64_t r = 0; r < ry; ++r) {
+          // The next (row, channel block) this loop writes.
+          const bool last = r + 1 == ry;
+          const int64_t nr = last ? 0 : r + 1, na = last ? cz : ca, nz = std::min(nc, na + 8 * L);
+          opf = NhwcPrefetch();
+          if (na < nc)
+            opf.output(reinterpret_cast<const char*>(y + ((n * g.out_h + oy0 + nr) * g.out_w + ox0) * g.c + c0 + na),
+                       bw, (nz - na) * int64_t(sizeof(T)), g.c * int64_t(sizeof(T)),
+                       simd::ceil_div(cz - ca, L) * std::max<int64_t>(1, bw / 10));
+          row_all_c(r, ca, cz, opf);
+        }
+      }
       continue;
     }
     // The source bytes of the rows output row r copies (after r - 1): when
@@ -433,7 +460,10 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       pf = NhwcPrefetch();
       const int64_t top = (oy0 + r) * g.sh - g.pt;
       const int64_t iy_lo = std::max<int64_t>(0, top + ext_h - g.sh), iy_hi = std::min(g.in_h, top + ext_h);
-      if (r >= ry || nc != g.cin || g.uh > 1 || g.uw > 1 || iy_lo >= iy_hi) return pf;
+      if (r >= ry) return pf;
+      pf.output(reinterpret_cast<const char*>(y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0), bw,
+                nc * int64_t(sizeof(T)), g.c * int64_t(sizeof(T)), groups);
+      if (nc != g.cin || g.uh > 1 || g.uw > 1 || iy_lo >= iy_hi) return pf;
       const int64_t x_lo = std::max<int64_t>(0, ix0), x_hi = std::min(g.in_w, ix0 + wp);
       if (x_lo >= x_hi) return pf;
       pf.p = reinterpret_cast<const char*>(xn + (iy_lo * g.src_w + x_lo) * g.cin);
