@@ -41,7 +41,9 @@ void DgradNchwTyped(const Params& p, const simd::Slices& ws, const simd::FlatPla
         const int64_t o = c * M + r;
         CopyIn(f, dy + (n * OC + o) * OH * OW, iy0, rows, buf);
         LoadWeights(w, o, KK, true, wt);
-        RunFlatConv(f, t, buf, wt, 0.0f, r > 0, rows, out);
+        T* dst = dx + (nc * f.oh + iy0) * f.ow;
+        RunFlatConv(f, t, buf, wt, 0.0f, r > 0, rows, out,
+                    r + 1 == M ? FlatSpans{dst, rows * f.ow * int64_t(sizeof(T))} : FlatSpans());
       }
       CopyOut(f, out, rows, dx + (nc * f.oh + iy0) * f.ow);
     }

@@ -118,16 +118,33 @@ inline void MakeOffsets(const simd::FlatPlan& f, TapOffsets t) {
   for (int64_t j = 0; j < f.kw; ++j) t.coloff[j] = ((j * f.dw) % f.sw) * f.plane + (j * f.dw) / f.sw;
 }
 
+// Lines of the destination that CopyOut will write, prefetched for writing
+// while the flat convolution runs (`per_block` lines per block of kFlatB
+// vectors): otherwise CopyOut's stores miss to DRAM one after another
+// (the same fix as the NHWC core's output prefetch).
+struct FlatPrefetch {
+  const char* p = nullptr;  // output lines (write)
+  const char* end = nullptr;
+  const char* in = nullptr;  // the next task's input lines (read)
+  const char* in_end = nullptr;
+  int64_t per_block = 0, in_per_block = 0;
+  HWY_INLINE void step() {
+    for (int64_t k = 0; k < per_block && p < end; ++k, p += 64) __builtin_prefetch(p, 1, 2);
+    for (int64_t k = 0; k < in_per_block && in < in_end; ++k, in += 64) __builtin_prefetch(in, 0, 2);
+  }
+};
+
 // out[q] = init(q) + sum_{i,j} w[i*kw + j] * buf[q + rowoff[i] + coloff[j]] for q in [0, nq),
 // nq a multiple of kFlatB vectors. init: bias (accumulate = false) or out itself.
 template <int KW>
 HWY_NOINLINE void FlatConv(const simd::FlatPlan& f, const TapOffsets& t, const float* HWY_RESTRICT buf,
                            const float* HWY_RESTRICT w, float bias, bool accumulate, int64_t nq,
-                           float* HWY_RESTRICT out) {
+                           float* HWY_RESTRICT out, FlatPrefetch pf) {
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
   const int64_t kw = KW > 0 ? KW : f.kw;
   for (int64_t q = 0; q < nq; q += kFlatB * L) {
+    pf.step();
     hn::Vec<decltype(d)> acc[kFlatB];
     if (accumulate) {
       for (int b = 0; b < kFlatB; ++b) acc[b] = hn::LoadU(d, out + q + b * L);
@@ -148,24 +165,41 @@ HWY_NOINLINE void FlatConv(const simd::FlatPlan& f, const TapOffsets& t, const f
 }
 
 // The flat convolution of output rows [0, rows) of a block into out.
+// pf: spans to prefetch (byte ranges; empty: none), spread over the blocks.
+struct FlatSpans {
+  const void* out = nullptr;
+  int64_t out_bytes = 0;
+  const void* in = nullptr;
+  int64_t in_bytes = 0;
+};
 inline void RunFlatConv(const simd::FlatPlan& f, const TapOffsets& t, const float* buf, const float* w, float bias,
-                        bool accumulate, int64_t rows, float* out) {
+                        bool accumulate, int64_t rows, float* out, const FlatSpans& spans = FlatSpans()) {
   const bool contiguous = f.sw == 1 && f.dw == 1;
   const int64_t nq = simd::round_up(rows * f.wq, simd::kQBlock);
+  FlatPrefetch pf;
+  const int64_t blocks = std::max<int64_t>(1, nq / (kFlatB * int64_t(hn::Lanes(hn::ScalableTag<float>()))));
+  if (spans.out) {
+    pf.p = static_cast<const char*>(spans.out), pf.end = pf.p + spans.out_bytes;
+    pf.per_block = simd::ceil_div(spans.out_bytes / 64 + 1, blocks);
+  }
+  if (spans.in) {
+    pf.in = static_cast<const char*>(spans.in), pf.in_end = pf.in + spans.in_bytes;
+    pf.in_per_block = simd::ceil_div(spans.in_bytes / 64 + 1, blocks);
+  }
   // Contiguous taps (stride 1, dilation 1 along W): compile-time widths.
   if (contiguous) {
     switch (f.kw) {
       case 3:
-        return FlatConv<3>(f, t, buf, w, bias, accumulate, nq, out);
+        return FlatConv<3>(f, t, buf, w, bias, accumulate, nq, out, pf);
       case 5:
-        return FlatConv<5>(f, t, buf, w, bias, accumulate, nq, out);
+        return FlatConv<5>(f, t, buf, w, bias, accumulate, nq, out, pf);
       case 7:
-        return FlatConv<7>(f, t, buf, w, bias, accumulate, nq, out);
+        return FlatConv<7>(f, t, buf, w, bias, accumulate, nq, out, pf);
       default:
         break;
     }
   }
-  FlatConv<0>(f, t, buf, w, bias, accumulate, nq, out);
+  FlatConv<0>(f, t, buf, w, bias, accumulate, nq, out, pf);
 }
 
 // Rows [0, rows) of the flat output (pitch wq) to dst rows of pitch ow.

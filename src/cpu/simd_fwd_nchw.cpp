@@ -32,8 +32,23 @@ void FwdNchwTyped(const Params& p, const simd::Slices& ws, const simd::FlatPlan&
     const TapOffsets t{offs, offs + s.kh};
     MakeOffsets(f, t);
     std::memset(buf, 0, size_t(f.in_floats + f.out_floats) * sizeof(float));
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t task = 0; task < tasks; ++task) {
+    // Static contiguous chunks (tasks cost the same but the last row block)
+    // so that a thread knows its next task and prefetches its input rows.
+    const int nth = omp_get_num_threads();
+    const int64_t task_begin = tasks * tid / nth, task_end = tasks * (tid + 1) / nth;
+    auto spans_in = [&](int64_t next, FlatSpans* sp) {
+      const int64_t nblk2 = next % f.nblk, plane = next / f.nblk;
+      const int64_t rows2 = std::min(f.rows, f.oh - nblk2 * f.rows);
+      const int64_t y0 = std::max<int64_t>(0, (nblk2 * f.rows * f.sh - f.top) / f.uh);
+      const int64_t y1 = std::min<int64_t>(f.src_h, ((nblk2 * f.rows + rows2 + f.rimax) * f.sh - f.top) / f.uh + 1);
+      if (y0 >= y1) return;
+      sp->in = x + (plane * f.src_h + y0) * f.src_w;
+      sp->in_bytes = (y1 - y0) * f.src_w * int64_t(sizeof(T));
+    };
+    // Only at stride 1 and for planes past L1: at stride 2 (mnv2 96x112)
+    // it was 10% slower, and on 14x14 planes 3-5% (measured, 1 thread).
+    const bool prefetch_in = f.sh == 1 && f.sw == 1 && f.src_h * f.src_w * int64_t(sizeof(T)) >= 32 * 1024;
+    for (int64_t task = task_begin; task < task_end; ++task) {
       const int64_t blk = task % f.nblk, nc = task / f.nblk;
       const int64_t n = nc / C, c = nc % C;
       const int64_t oy0 = blk * f.rows, rows = std::min(f.rows, f.oh - oy0);
@@ -42,8 +57,11 @@ void FwdNchwTyped(const Params& p, const simd::Slices& ws, const simd::FlatPlan&
         const int64_t o = c * M + r;
         LoadWeights(w, o, KK, false, wt);
         const float bias = b ? ToF(b[o]) : 0.0f;
-        RunFlatConv(f, t, buf, wt, bias, false, rows, out);
-        CopyOut(f, out, rows, y + ((n * OC + o) * f.oh + oy0) * f.ow);
+        T* dst = y + ((n * OC + o) * f.oh + oy0) * f.ow;
+        FlatSpans spans{dst, rows * f.ow * int64_t(sizeof(T))};
+        if (r + 1 == M && task + 1 < task_end && prefetch_in) spans_in(task + 1, &spans);
+        RunFlatConv(f, t, buf, wt, bias, false, rows, out, spans);
+        CopyOut(f, out, rows, dst);
       }
     }
   }
