@@ -324,7 +324,20 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
   for (int64_t px = done; px < bw;) {
     const int64_t left = bw - px;
     int64_t cv = ca;
-    if (left >= 4) {
+    if (left >= 5 && left <= 7) {
+      // A whole narrow row (7x7 ConvNeXt stage 4): all its pixels x 2
+      // vectors, 10-14 chains at 1 + 1/left loads per FMA, where 4x2 + 2x4
+      // + 1x8 tiles needed up to 2.
+      auto tiles = [&](auto r) {
+        constexpr int R = decltype(r)::value;
+        for (; cv + 2 * L <= whole; cv += 2 * L) NhwcTile<R, 2, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
+        for (; cv < whole; cv += L) NhwcTile<R, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
+      };
+      if (left == 7) tiles(std::integral_constant<int, 7>());
+      if (left == 6) tiles(std::integral_constant<int, 6>());
+      if (left == 5) tiles(std::integral_constant<int, 5>());
+      px += left;
+    } else if (left >= 4) {
       for (; cv + 2 * L <= whole; cv += 2 * L) NhwcTile<4, 2, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
       for (; cv < whole; cv += L) NhwcTile<4, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
       px += 4;

@@ -66,6 +66,8 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(1, 3, 36, 36, 33, 33, 1, 0),      // kw = 33: two 16-lane vectors + tail on AVX-512
       conv2d_shape(4, 48, 7, 7, 7, 7, 1, 3),         // NHWC whole-image mode, pixel tails across vectors
       conv2d_shape(1, 8, 21, 18, 5, 5, 2, 2),        // NHWC grad-input at stride 2 (upsampled dy)
+      conv2d_shape(1, 51, 6, 6, 5, 5, 1, 2),         // NHWC rows of 6: pairs of vectors, a single, a partial
+      conv2d_shape(2, 40, 5, 5, 3, 3, 1, 1),         // NHWC rows of 5 at kw = 3
   };
   Shape asym = conv2d_shape(1, 3, 11, 12, 3, 5, 1, 0);
   asym.pad_top = 2, asym.pad_bottom = 0, asym.pad_left = 0, asym.pad_right = 3;
