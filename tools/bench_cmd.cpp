@@ -46,6 +46,9 @@ const char* const kBenchUsage =
     "                      onednn lets oneDNN choose its formats (format_tag::any, NHWC when 'any' lands\n"
     "                      on a reference implementation); onednn_nchw forces plain NCHW activations\n"
     "  --kernel NAME       force a kernel variant (of the pass's direction that it belongs to)\n"
+    "  --autotune          autotune dispatch (dwconv::set_autotune, also DWCONV_AUTOTUNE=1): one untimed call\n"
+    "                      per shape and direction times every variant that accepts it; the fastest runs\n"
+    "                      and is the one in the kernel column\n"
     "  --warmup W          untimed calls per shape (default 2)\n"
     "  --iters I           timed calls per shape, at most (default 10); the median is reported\n"
     "  --time-limit S      stop timing a shape after S seconds once 3 calls are done (default 2)\n"
@@ -204,7 +207,7 @@ int bench_main(const std::vector<std::string>& args) {
   Options o("bench", {{"suite", true},   {"device", true}, {"dtype", true},  {"layout", true},
                       {"pass", true},    {"batch", true},  {"threads", true}, {"baseline", true},
                       {"kernel", true},  {"warmup", true}, {"iters", true},  {"time-limit", true},
-                      {"json", true},    {"list", false}});
+                      {"json", true},    {"list", false},  {"autotune", false}});
   o.parse(args);
   if (o.has("list")) {
     std::cout << "suites:";
@@ -234,6 +237,8 @@ int bench_main(const std::vector<std::string>& args) {
   pol.time_limit_s = o.real("time-limit", 2.0, 0.0, 3600.0);
   const std::string json_path = o.str("json", "");
   const std::string forced = o.str("kernel", "");
+  if (o.has("autotune")) set_autotune(true);
+  const bool autotune = autotune_enabled();
 
   const std::vector<Direction> dirs = pass_directions(pass);
   const Kernel* forced_k = nullptr;
@@ -288,7 +293,8 @@ int bench_main(const std::vector<std::string>& args) {
             << ", " << to_string(dtype) << " " << to_string(layout) << ", " << to_string(device)
             << (device == Device::cpu ? " (" + std::to_string(nthreads) + (nthreads == 1 ? " thread)" : " threads)")
                                    : std::string())
-            << ", baseline " << baseline << (batch > 0 ? ", batch " + std::to_string(batch) : std::string()) << "\n";
+            << ", baseline " << baseline << (batch > 0 ? ", batch " + std::to_string(batch) : std::string())
+            << (autotune ? ", autotune" : "") << "\n";
   std::cout << "machine: " << m.device << "; copy " << fmt("%.1f", m.bw_gbps) << " GB/s, fp32 FMA "
             << fmt("%.0f", m.peak_gflops) << " GFLOP/s";
   if (device == Device::cpu) std::cout << "; LLC " << (llc >> 20) << " MiB, rotating >= " << (rotate_bytes >> 20) << " MiB";
@@ -336,6 +342,9 @@ int bench_main(const std::vector<std::string>& args) {
             q.kernel = forced_k->name;
             forced_for[i] = forced_k->name;
           }
+          // Tuning happens in the first call of a kind: make it here, untimed,
+          // so that the name below is the tuned choice.
+          if (autotune) run(dirs[i], q);
           r.kernel += (r.kernel.empty() ? "" : "+") + selected_kernel(dirs[i], q);
         }
         const Timing t = time_calls(pol, [&](int call) {
@@ -470,7 +479,8 @@ int bench_main(const std::vector<std::string>& args) {
            << ", \"shape\": " << json_str(r.shape) << ", \"pass\": " << json_str(pass)
            << ", \"dtype\": " << json_str(to_string(dtype)) << ", \"layout\": " << json_str(to_string(layout))
            << ", \"device\": " << json_str(to_string(device)) << ", \"threads\": " << nthreads
-           << ", \"kernel\": " << json_str(r.kernel) << ", \"status\": "
+           << ", \"kernel\": " << json_str(r.kernel) << ", \"autotune\": " << (autotune ? "true" : "false")
+           << ", \"status\": "
            << json_str(r.ok ? "ok" : (r.skipped ? "skipped" : "failed"))
            << ", \"error\": " << (r.error.empty() ? "null" : json_str(r.error)) << ", \"ms\": " << json_num(r.ok ? r.ms : nan)
            << ", \"calls\": " << r.calls << ", \"baseline\": " << json_str(baseline)

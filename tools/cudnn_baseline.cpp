@@ -245,6 +245,12 @@ GpuTiming dwconv_gpu_time(Direction dir, const Params& p0, int warmup, int iters
   // pointers, which validation requires).
   std::vector<Set> sets = make_sets(dir, s, p.dtype, 0);
   Params q0 = bind(p, sets[0]);
+  // With autotuning, one untimed call tunes (the variants allocate their own
+  // workspace there); the name and workspace below are then the tuned choice's.
+  if (autotune_enabled()) {
+    run(dir, q0);
+    CU(cudaStreamSynchronize(st.s));
+  }
   const std::string kernel = selected_kernel(dir, q0);
   const size_t ws = workspace_size(dir, q0);
   DevBuf wsbuf(ws, 0);

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace dwconv {
@@ -106,13 +107,17 @@ struct Params {
   void* workspace = nullptr;    // scratch of workspace_size() bytes, any alignment; null = the backend allocates
   size_t workspace_bytes = 0;
   void* stream = nullptr;       // cudaStream_t for Device::cuda; null = default stream
-  const char* kernel = nullptr; // force a kernel variant by name (tests, benchmarks); null = heuristic
+  const char* kernel = nullptr; // force a kernel variant by name (tests, benchmarks); null = heuristic or autotuned
 };
 
 // Throws dwconv::Error naming the first bad parameter.
 void validate(Direction dir, const Params& p);
 
-// Scratch bytes the selected kernel needs (0 for most).
+// Scratch bytes the selected kernel needs (0 for most). With autotuning on
+// it must cover whichever variant run() will pick: the kept variant's need
+// once tuned, before that the most that any candidate needs. A caller
+// workspace smaller than a candidate's need leaves that candidate out of
+// tuning.
 size_t workspace_size(Direction dir, const Params& p);
 
 // Validates, picks a kernel variant and runs it. CUDA calls are asynchronous
@@ -123,8 +128,38 @@ inline void grad_input(const Params& p) { run(Direction::grad_input, p); }
 inline void grad_weight(const Params& p) { run(Direction::grad_weight, p); }
 inline void grad_bias(const Params& p) { run(Direction::grad_bias, p); }
 
-// Name of the variant run(dir, p) would use.
+// Name of the variant run(dir, p) would use. With autotuning on, the tuned
+// choice once this kind of call was tuned, the heuristic's before.
 std::string selected_kernel(Direction dir, const Params& p);
+
+// Autotuning, off by default. The dispatch heuristic is a guess per shape
+// and can be wrong on a given machine (on a GPU it has never been measured),
+// so a caller that repeats the same calls can have them measured instead:
+// when on, the first run() of each kind of call (the key below) that more
+// than one variant accepts times every such variant on the caller's own
+// buffers (1 warm-up, median of 3), keeps the fastest and runs it; later
+// calls of that kind run the kept variant with no timing. The choices live
+// in this process only, per device: per CPU ISA target and thread count, per
+// GPU (ordinal, name, compute capability). Key: that device, direction,
+// dtype, layout, every Shape field and Params::deterministic; not pointers.
+// A forced Params::kernel is never tuned. On CUDA no tuning happens while
+// p.stream is being captured into a graph (the kept choice, else the
+// heuristic's, runs). The first run of a key costs about 4 runs of every
+// candidate. DWCONV_AUTOTUNE=1 (also true, on, yes) in the environment turns
+// it on; read once, and set_autotune overrides it.
+void set_autotune(bool on);
+bool autotune_enabled();
+void autotune_clear();  // forgets every kept choice; the next call of each kind tunes again
+
+struct AutotuneEntry {
+  std::string key;     // "cpu avx2 2 threads | forward f32 nchw N2 C3x1 8x8 k3x3 s1x1 d1x1 p1,1,1,1 det"
+  std::string kernel;  // the kept variant
+  // Median ms per candidate timed, fastest first; a candidate that threw
+  // while being timed is left out.
+  std::vector<std::pair<std::string, double>> times_ms;
+};
+// Every kept choice, ordered by key.
+std::vector<AutotuneEntry> autotune_entries();
 
 // The fp64 oracle: plain loops accumulating in double, any dtype and layout,
 // CPU pointers only. Obviously correct rather than fast.

@@ -64,4 +64,28 @@ def kernels():
     return list(_C.kernels())
 
 
-__all__ = ["conv1d", "conv2d", "DwConv1d", "DwConv2d", "convert", "cuda_built", "kernels", "selected_kernel"]
+def set_autotune(flag: bool) -> None:
+    """Autotune the kernel choice in this process, or stop (dwconv::set_autotune). When on, the first call of
+    each kind (device, direction, dtype, layout, shape, threads) that several native variants accept times them
+    all on that call's tensors and later calls of that kind run the fastest. Off by default; the environment
+    variable DWCONV_AUTOTUNE=1 turns it on at start. See docs/python.md."""
+    _C.set_autotune(bool(flag))
+
+
+def autotune_enabled() -> bool:
+    """True when autotuning is on."""
+    return bool(_C.autotune_enabled())
+
+
+def autotune_clear() -> None:
+    """Forget every tuned choice; the next call of each kind is timed again."""
+    _C.autotune_clear()
+
+
+def autotune_entries():
+    """The tuned choices as dicts: key, kernel (the one kept), times_ms ([(name, median ms)], fastest first)."""
+    return list(_C.autotune_entries())
+
+
+__all__ = ["conv1d", "conv2d", "DwConv1d", "DwConv2d", "convert", "cuda_built", "kernels", "selected_kernel",
+           "set_autotune", "autotune_enabled", "autotune_clear", "autotune_entries"]

@@ -170,6 +170,22 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_available", []() { return dwconv::cuda_available(); },
         "Built with CUDA and a CUDA device is present.");
 
+  m.def("set_autotune", [](bool on) { dwconv::set_autotune(on); }, py::arg("on"),
+        "Autotuning on or off for this process (dwconv::set_autotune; DWCONV_AUTOTUNE=1 turns it on at start).");
+  m.def("autotune_enabled", []() { return dwconv::autotune_enabled(); }, "Whether autotuning is on.");
+  m.def("autotune_clear", []() { dwconv::autotune_clear(); }, "Forget every kept choice.");
+  m.def("autotune_entries", []() {
+    py::list out;
+    for (const dwconv::AutotuneEntry& e : dwconv::autotune_entries()) {
+      py::dict d;
+      d["key"] = e.key;
+      d["kernel"] = e.kernel;
+      d["times_ms"] = e.times_ms;  // [(name, median ms)], fastest first
+      out.append(d);
+    }
+    return out;
+  }, "Every kept choice as {key, kernel, times_ms: [(name, ms), ...] fastest first}.");
+
   m.def("kernels", []() {
     py::list out;
     for (const dwconv::Kernel& k : dwconv::kernels())

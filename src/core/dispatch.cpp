@@ -1,8 +1,10 @@
-// Picks a kernel variant from the one list (include/dwconv/kernels.h).
+// Picks a kernel variant from the one list (include/dwconv/kernels.h): the
+// forced one, the autotuned one (core/autotune.h) or the highest score.
 #include <algorithm>
 #include <cstring>
 #include <memory>
 
+#include "core/autotune.h"
 #include "dwconv/kernels.h"
 
 namespace dwconv {
@@ -56,22 +58,7 @@ const Kernel& select(Direction dir, const Params& p) {
   return *c.front();
 }
 
-}  // namespace
-
-std::string selected_kernel(Direction dir, const Params& p) {
-  validate(dir, p);
-  return select(dir, p).name;
-}
-
-size_t workspace_size(Direction dir, const Params& p) {
-  validate(dir, p);
-  const Kernel& k = select(dir, p);
-  return k.workspace ? k.workspace(p) : 0;
-}
-
-void run(Direction dir, const Params& p) {
-  validate(dir, p);
-  const Kernel& k = select(dir, p);
+void run_kernel(const Kernel& k, const Params& p) {
   if (k.workspace != nullptr && p.workspace != nullptr) {
     const size_t need_given = k.workspace(p);
     if (p.workspace_bytes < need_given)
@@ -89,6 +76,27 @@ void run(Direction dir, const Params& p) {
     return;
   }
   k.run(p);  // CUDA variants allocate on their stream when given no workspace
+}
+
+}  // namespace
+
+std::string selected_kernel(Direction dir, const Params& p) {
+  validate(dir, p);
+  const Kernel* tuned = autotune::choose(dir, p, /*may_tune=*/false);
+  return (tuned ? *tuned : select(dir, p)).name;
+}
+
+size_t workspace_size(Direction dir, const Params& p) {
+  validate(dir, p);
+  if (const auto need = autotune::workspace_need(dir, p)) return *need;
+  const Kernel& k = select(dir, p);
+  return k.workspace ? k.workspace(p) : 0;
+}
+
+void run(Direction dir, const Params& p) {
+  validate(dir, p);
+  const Kernel* tuned = autotune::choose(dir, p, /*may_tune=*/true);
+  run_kernel(tuned ? *tuned : select(dir, p), p);
 }
 
 }  // namespace dwconv

@@ -85,6 +85,21 @@ case "$case_name" in
     "$bin" bench --suite "$tmp/tiny.csv" --iters 1 --warmup 0 --baseline none --pass train \
       --kernel cpu_dgrad_nhwc_generic --layout nhwc >"$tmp/forced.txt" || fail "bench --kernel"
     grep -q "cpu_dgrad_nhwc_generic" "$tmp/forced.txt" || fail "forced kernel not in the table"
+    # Autotuned: every direction's kernel is a variant of this build, and the JSON says autotune.
+    "$bin" bench --suite "$tmp/tiny.csv" --iters 2 --warmup 0 --baseline none --pass train --autotune \
+      --json "$tmp/tuned.json" >"$tmp/tuned.txt" || fail "bench --autotune"
+    grep -q ", autotune$" "$tmp/tuned.txt" || fail "no autotune in the header"
+    check_json "$tmp/tuned.json" 3 0
+    "$bin" bench --list >"$tmp/list.txt"
+    python3 - "$tmp/tuned.json" "$tmp/list.txt" <<'PY' || fail "bench --autotune kernels"
+import json, sys
+names = {l.split()[0] for l in open(sys.argv[2]) if l.startswith("  ")}
+for r in json.load(open(sys.argv[1])):
+    assert r["autotune"] is True, r
+    ks = r["kernel"].split("+")
+    assert len(ks) == 4 and all(k in names for k in ks), r["kernel"]
+print("autotune kernels ok")
+PY
     ;;
   bench_1d)
     "$bin" bench --suite "$tmp/tiny1d.csv" --iters 2 --warmup 1 --baseline none --pass bwd_weight \
@@ -156,6 +171,7 @@ case "$case_name" in
     expect_usage_error bench --suite seeds --baseline cudnn
     expect_usage_error bench --suite seeds --json /nonexistent-dir/x.json
     expect_usage_error bench --suite seeds --frobnicate 3
+    expect_usage_error bench --suite seeds --autotune=1
     expect_usage_error bench --suite "$tmp/bad_header.csv"
     expect_usage_error bench --suite "$tmp/bad_cols.csv"
     expect_usage_error bench --suite "$tmp/bad_int.csv"

@@ -10,8 +10,8 @@ mkdir -p "$OUT"
 CXX=${CXX:-g++}
 FLAGS=(-std=c++17 -O1 -g -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -Wno-clobbered -DDWCONV_CUDA_EMU -DDWCONV_WITH_CUDA=1
        -Isrc/cuda/emu/include -Iinclude -Isrc)
-SRCS=(src/core/shape.cpp src/core/validate.cpp src/core/dispatch.cpp src/reference/reference.cpp
-      src/check/check.cpp src/cuda/registry.cu src/cuda/generic.cu src/cuda/bgrad.cu src/cuda/fwd_nchw.cu
+SRCS=(src/core/shape.cpp src/core/validate.cpp src/core/dispatch.cpp src/core/autotune.cpp src/reference/reference.cpp
+      src/check/check.cpp src/cuda/autotune.cu src/cuda/registry.cu src/cuda/generic.cu src/cuda/bgrad.cu src/cuda/fwd_nchw.cu
       src/cuda/fwd_nhwc.cu src/cuda/dgrad.cu src/cuda/wgrad.cu src/cuda/wgrad_tile.cu
       src/cuda/emu/emu_test.cpp)
 OBJS=()

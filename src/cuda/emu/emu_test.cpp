@@ -16,12 +16,16 @@
 
 #include <cuda_runtime.h>
 
+#include "core/autotune.h"
 #include "dwconv/check.h"
 #include "dwconv/kernels.h"
 
 namespace dwconv {
 // The CPU backend is not part of this build; the reference is the oracle.
 std::vector<Kernel> cpu_kernels() { return {}; }
+namespace cpu {
+std::string active_target() { return "none"; }  // the CPU part of an autotuning key
+}  // namespace cpu
 }  // namespace dwconv
 
 using namespace dwconv;
@@ -57,6 +61,56 @@ void with_odd_workspace(Direction dir, const Params& p) {
   const cudaError_t sticky = cudaGetLastError();  // a red zone found at the free
   if (e == cudaSuccess) e = sticky;
   if (e != cudaSuccess) throw BackendError(std::string("emu_test: caller workspace: ") + cudaGetErrorString(e));
+}
+
+// Autotuned dispatch on CUDA (the event timer, the per-device key): for calls
+// that several variants accept, the first run times them all and matches the
+// reference, the kept variant is one of them, and a second run times nothing.
+// Returns the number of failures.
+int check_autotune(bool quiet) {
+  const Shape shapes[] = {conv2d_shape(2, 8, 16, 16, 3, 3, 1, 1), conv2d_shape(1, 4, 20, 20, 13, 13, 1, 6)};
+  int failed = 0;
+  set_autotune(true);
+  for (const Shape& s : shapes)
+    for (Direction dir : {Direction::forward, Direction::grad_input, Direction::grad_weight})
+      for (Layout layout : {Layout::nchw, Layout::nhwc}) {
+        Params p;
+        p.shape = s, p.layout = layout, p.device = Device::cuda;
+        const std::vector<const Kernel*> cands = candidates(dir, p);
+        if (cands.size() < 2) continue;
+        check::Case c;
+        c.shape = s, c.layout = layout, c.device = Device::cuda, c.seed = 5;
+        std::string why;
+        const size_t kept_before = autotune_entries().size();
+        const uint64_t t0 = autotune::timed_calls();
+        const check::Outcome first = check::run_case(dir, c);
+        const uint64_t t1 = autotune::timed_calls();
+        c.seed = 6;
+        const check::Outcome second = check::run_case(dir, c);
+        bool known = false;
+        for (const Kernel* k : cands) known = known || first.kernel == k->name;
+        if (!first.ok || !second.ok) why = first.ok ? second.message : first.message;
+        else if (t1 - t0 != 4 * cands.size()) why = "timed " + std::to_string(t1 - t0) + " calls";
+        else if (autotune::timed_calls() != t1) why = "the second call was timed again";
+        else if (autotune_entries().size() != kept_before + 1) why = "no new kept choice";
+        else if (!known || second.kernel != first.kernel) why = "kept '" + first.kernel + "', not a candidate";
+        if (!why.empty()) {
+          ++failed;
+          std::printf("FAIL autotune %-11s %s %s: %s\n", to_string(dir), to_string(layout), s.str().c_str(),
+                      why.c_str());
+        } else if (!quiet) {
+          std::printf("ok   autotune %-11s %s %s -> %s\n", to_string(dir), to_string(layout), s.str().c_str(),
+                      first.kernel.c_str());
+        }
+      }
+  for (const AutotuneEntry& e : autotune_entries())
+    if (e.key.rfind("cuda:0 dwconv CPU emulation sm_00 | ", 0) != 0) {
+      ++failed;
+      std::printf("FAIL autotune key '%s'\n", e.key.c_str());
+    }
+  set_autotune(false);
+  autotune_clear();
+  return failed;
 }
 
 }  // namespace
@@ -177,5 +231,7 @@ int main(int argc, char** argv) {
   std::printf("\n%-30s %6s %6s\n", "variant", "runs", "fails");
   for (const Kernel& k : kernels()) std::printf("%-30s %6d %6d\n", k.name, runs[k.name], fails[k.name]);
   std::printf("\n%d shapes, %d variant runs, %d failed\n", int(shapes.size()), total, failed);
-  return failed == 0 ? 0 : 1;
+  const int autotune_failed = filter.empty() ? check_autotune(quiet) : 0;
+  if (filter.empty()) std::printf("autotune: %d failed\n", autotune_failed);
+  return failed == 0 && autotune_failed == 0 ? 0 : 1;
 }

@@ -18,6 +18,7 @@
 // launch.cuh (load_vec, store_vec) to their width.
 #pragma once
 
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -74,6 +75,16 @@ enum cudaError_t : int {
 enum cudaMemcpyKind : int { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
 enum cudaFuncAttribute : int { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 using cudaStream_t = struct CUstream_st*;
+using cudaEvent_t = struct CUevent_st*;
+enum cudaStreamCaptureStatus : int {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2
+};
+struct cudaDeviceProp {
+  char name[256];
+  int major, minor;
+};
 
 namespace emu {
 
@@ -332,5 +343,39 @@ cudaError_t cudaFuncSetAttribute(F* kernel, cudaFuncAttribute attr, int value) {
   if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || value > 227 * 1024)
     return cudaErrorInvalidValue;
   emu::smem_attr()[reinterpret_cast<const void*>(kernel)] = value;
+  return cudaSuccess;
+}
+// One emulated device, never capturing. Launches run to completion before
+// they return, so an event records the host clock when it is recorded.
+inline cudaError_t cudaGetDevice(int* dev) {
+  *dev = 0;
+  return cudaSuccess;
+}
+inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int dev) {
+  if (dev != 0) return cudaErrorInvalidValue;
+  *prop = cudaDeviceProp{};
+  std::strcpy(prop->name, "dwconv CPU emulation");
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamIsCapturing(cudaStream_t, cudaStreamCaptureStatus* status) {
+  *status = cudaStreamCaptureStatusNone;
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  *e = reinterpret_cast<cudaEvent_t>(new std::chrono::steady_clock::time_point());
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete reinterpret_cast<std::chrono::steady_clock::time_point*>(e);
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t = nullptr) {
+  *reinterpret_cast<std::chrono::steady_clock::time_point*>(e) = std::chrono::steady_clock::now();
+  return emu::sticky();
+}
+inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return emu::sticky(); }
+inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t stop) {
+  using tp = std::chrono::steady_clock::time_point;
+  *ms = std::chrono::duration<float, std::milli>(*reinterpret_cast<tp*>(stop) - *reinterpret_cast<tp*>(start)).count();
   return cudaSuccess;
 }
