@@ -118,20 +118,12 @@ inline void MakeOffsets(const simd::FlatPlan& f, TapOffsets t) {
   for (int64_t j = 0; j < f.kw; ++j) t.coloff[j] = ((j * f.dw) % f.sw) * f.plane + (j * f.dw) / f.sw;
 }
 
-// Lines of the destination that CopyOut will write, prefetched for writing
-// while the flat convolution runs (`per_block` lines per block of kFlatB
-// vectors): otherwise CopyOut's stores miss to DRAM one after another
-// (the same fix as the NHWC core's output prefetch).
+// What the flat convolution prefetches while it runs, spread over its
+// blocks of kFlatB vectors: the destination CopyOut writes next (otherwise
+// its stores miss to DRAM one after another) and the next task's input.
 struct FlatPrefetch {
-  const char* p = nullptr;  // output lines (write)
-  const char* end = nullptr;
-  const char* in = nullptr;  // the next task's input lines (read)
-  const char* in_end = nullptr;
-  int64_t per_block = 0, in_per_block = 0;
-  HWY_INLINE void step() {
-    for (int64_t k = 0; k < per_block && p < end; ++k, p += 64) __builtin_prefetch(p, 1, 2);
-    for (int64_t k = 0; k < in_per_block && in < in_end; ++k, in += 64) __builtin_prefetch(in, 0, 2);
-  }
+  simd::PrefetchSpan out, in;
+  HWY_INLINE void step() { out.step<1>(), in.step<0>(); }
 };
 
 // out[q] = init(q) + sum_{i,j} w[i*kw + j] * buf[q + rowoff[i] + coloff[j]] for q in [0, nq),
@@ -177,15 +169,9 @@ inline void RunFlatConv(const simd::FlatPlan& f, const TapOffsets& t, const floa
   const bool contiguous = f.sw == 1 && f.dw == 1;
   const int64_t nq = simd::round_up(rows * f.wq, simd::kQBlock);
   FlatPrefetch pf;
-  const int64_t blocks = std::max<int64_t>(1, nq / (kFlatB * int64_t(hn::Lanes(hn::ScalableTag<float>()))));
-  if (spans.out) {
-    pf.p = static_cast<const char*>(spans.out), pf.end = pf.p + spans.out_bytes;
-    pf.per_block = simd::ceil_div(spans.out_bytes / 64 + 1, blocks);
-  }
-  if (spans.in) {
-    pf.in = static_cast<const char*>(spans.in), pf.in_end = pf.in + spans.in_bytes;
-    pf.in_per_block = simd::ceil_div(spans.in_bytes / 64 + 1, blocks);
-  }
+  const int64_t blocks = nq / (kFlatB * int64_t(hn::Lanes(hn::ScalableTag<float>())));
+  if (spans.out) pf.out.set(spans.out, spans.out_bytes, blocks);
+  if (spans.in) pf.in.set(spans.in, spans.in_bytes, blocks);
   // Contiguous taps (stride 1, dilation 1 along W): compile-time widths.
   if (contiguous) {
     switch (f.kw) {

@@ -30,6 +30,27 @@ namespace hn = hwy::HWY_NAMESPACE;
 // compute walks one channel vector at a time: its window of kh rows is then
 // kh*wp*L contiguous-per-row floats that stay in L1, where an [x][c] window
 // of all channels spills to L2 (measured 2x slower at C96 k7).
+// Columns [lo, hi) of a window row of wp pixels from input column ix0 that
+// lie inside the input; the rest are zero padding.
+struct NhwcInside {
+  int64_t lo, hi;
+  NhwcInside(int64_t ix0, int64_t wp, int64_t in_w)
+      : lo(std::min(wp, std::max<int64_t>(0, -ix0))), hi(std::max(lo, std::min(wp, in_w - ix0))) {}
+};
+// Zeroes the padding columns of one window row in nv channel-vector planes.
+// Vector stores, not std::fill: the runs are a few vectors, and a memset
+// call per run cost 12 % at stride 2 (24 calls per row at C96).
+HWY_INLINE void NhwcZeroPadCols(float* HWY_RESTRICT slot, int64_t nv, int64_t vplane, const NhwcInside& in,
+                                int64_t wp) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const auto zero = hn::Zero(d);
+  for (int64_t v = 0; v < nv; ++v) {
+    for (int64_t x = 0; x < in.lo; ++x) hn::Store(zero, d, slot + v * vplane + x * L);
+    for (int64_t x = in.hi; x < wp; ++x) hn::Store(zero, d, slot + v * vplane + x * L);
+  }
+}
+
 template <typename T>
 void NhwcCopyRow(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xn, int64_t iy, int64_t ix0, int64_t wp,
                  int64_t c0, int64_t nc, int64_t vplane, float* HWY_RESTRICT slot, bool pad_cols_zero = false) {
@@ -42,14 +63,10 @@ void NhwcCopyRow(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xn, int64_t iy,
   // either (on 7x7 images with a 7x7 kernel, 6 of the 13 window rows; the
   // zeroing took 11 % of the time).
   if (iy < 0 || iy >= g.in_h || iy % g.uh != 0) return;
-  // Columns [x_lo, x_hi) are inside the input.
-  const int64_t x_lo = std::min(wp, std::max<int64_t>(0, -ix0));
-  const int64_t x_hi = std::max(x_lo, std::min(wp, g.in_w - ix0));
+  const NhwcInside inside(ix0, wp, g.in_w);
+  const int64_t x_lo = inside.lo, x_hi = inside.hi;
   const auto zero = hn::Zero(df);
-  for (int64_t v = 0; v < nv && !pad_cols_zero; ++v) {
-    for (int64_t x = 0; x < x_lo; ++x) hn::Store(zero, df, slot + v * vplane + x * L);
-    for (int64_t x = x_hi; x < wp; ++x) hn::Store(zero, df, slot + v * vplane + x * L);
-  }
+  if (!pad_cols_zero) NhwcZeroPadCols(slot, nv, vplane, inside, wp);
   if (x_lo == x_hi) return;
   const T* HWY_RESTRICT srow = xn + (iy / g.uh) * g.src_w * g.cin + (g.m == 1 ? c0 : 0);
   float* HWY_RESTRICT d = slot + x_lo * L;
@@ -95,52 +112,39 @@ struct NhwcRows {
   }
 };
 
-// Software prefetch into L2 of the input rows the next output row will
-// copy, spread over the current row's pixel groups (`per_group` lines
-// each). The copy is a burst of DRAM misses that the hardware prefetcher
-// starts too late for, so copy and compute add up on bandwidth-bound
-// shapes (mnv2 32x112 k3 N8, 1 thread: 1.5 ms with the data in L3, 2.5 ms
-// cold). Measured, 1 thread, cold: 2.5 -> 2.2 ms there, 4-10% at k5-k7.
-// Into L1 (prefetcht0) it was 10-15% slower at stride 2, where two rows of
-// up to 86 KB evicted the window; two or three rows ahead gained nothing.
+// What a row of the NHWC core prefetches, one step per pixel group (see
+// simd::PrefetchSpan): the next output row, for writing (its stores missed
+// to DRAM one after another inside the compute: mnv2 32x112 k3 N8, 1
+// thread, 1.5 ms with the data in L3, 2.5 ms cold, 1.9 ms with this), and
+// at stride 1 the input rows the next output row copies. Measured and not
+// kept: into L1 (10-15 % slower at stride 2, two rows of up to 86 KB evicted
+// the window), two or three rows ahead (no gain).
 struct NhwcPrefetch {
-  const char* p = nullptr;  // next input line
-  const char* end = nullptr;
-  // The output row: `opix` pixels of `obytes` each, `ostride` apart
-  // (one pixel when the task has all channels: the row is contiguous).
-  const char* o = nullptr;  // next output line
-  const char* oend = nullptr;  // end of the current output pixel
+  simd::PrefetchSpan in;
+  // The output row: `opix` more pixels of `obytes` each, `ostride` apart
+  // after the current one (none when the task has all channels: the row is
+  // one contiguous span).
+  simd::PrefetchSpan out;
   int64_t opix = 0, obytes = 0, ostride = 0;
-  int64_t per_group = 0, out_per_group = 0;
   HWY_INLINE void output(const char* first, int64_t pixels, int64_t bytes, int64_t stride, int64_t groups) {
     if (stride == bytes) bytes *= pixels, pixels = 1;
-    o = first, oend = first + bytes, opix = pixels - 1, obytes = bytes, ostride = stride;
-    out_per_group = simd::ceil_div(pixels * simd::ceil_div(bytes, 64) + 1, groups);
+    out.set(first, bytes, 1);
+    out.per_step = simd::ceil_div(pixels * simd::ceil_div(bytes, 64) + 1, groups);
+    opix = pixels - 1, obytes = bytes, ostride = stride;
   }
-  // Counted loops on local copies (updating the members line by line
-  // stored them back after every prefetch). On stride-2 k3 rows (~28 lines
-  // per pixel group) the prefetches themselves still stall: ~12 % of the
-  // row's time in a profile, the price of streaming 4 input bytes per
-  // output byte.
-  HWY_INLINE void step() {
-    const char* q = p;
-    const int64_t n = std::min<int64_t>(per_group, (end - q + 63) / 64);
-    for (int64_t k = 0; k < n; ++k) __builtin_prefetch(q + 64 * k, 0, 2);
-    if (n > 0) p = q + 64 * n;
-    if (opix == 0) {  // contiguous output
-      const char* w = o;
-      const int64_t m = std::min<int64_t>(out_per_group, (oend - w + 63) / 64);
-      for (int64_t k = 0; k < m; ++k) __builtin_prefetch(w + 64 * k, 1, 2);
-      if (m > 0) o = w + 64 * m;
-      return;
-    }
-    for (int64_t k = 0; k < out_per_group && o < oend; ++k) {
-      __builtin_prefetch(o, 1, 2);
-      o += 64;
-      if (o >= oend && opix > 0) --opix, o = oend - obytes + ostride, oend = o + obytes;
+  HWY_INLINE void step(int64_t in_lines, int64_t out_lines) {
+    in.step<0>(in_lines);
+    if (opix == 0) return out.step<1>(out_lines);
+    for (int64_t k = 0; k < out_lines && out.p < out.end; ++k) {  // strided: pixel by pixel
+      __builtin_prefetch(out.p, 1, 2);
+      out.p += 64;
+      if (out.p >= out.end && opix > 0) --opix, out.p = out.end - obytes + ostride, out.end = out.p + obytes;
     }
   }
+  HWY_INLINE void step() { step(in.per_step, out.per_step); }
+  HWY_INLINE void rest() { step(int64_t(1) << 40, int64_t(1) << 40); }
 };
+
 
 // R consecutive output pixels (px0 + r) of the current row, one channel
 // vector: vs is its scratch plane, wt / bias are offset to it already.
@@ -374,8 +378,7 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
   if (whole < nc && whole >= ca)
     NhwcRow<KW>(pl, scratch + (whole / L) * vplane, rows, wt + whole, bias ? bias + whole : nullptr, bw, nc - whole,
                 true, yrow + whole, pf);
-  pf.per_group = pf.out_per_group = 1 << 20;  // what is left of the range, before the next row's copy
-  pf.step();
+  pf.rest();  // what is left of the range, before the next row's copy
 }
 
 // Weights [C][kh*kw] (storage type) -> [kh*kw][cp] fp32 (zero beyond C),
@@ -469,15 +472,9 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       // same places in every task: zeroed once per thread and call, not per
       // row (on 7x7 images 6 of 13 columns; 7 % of the time).
       if (!pad_cols_zeroed) {
-        const int64_t x_lo = std::min(wp, std::max<int64_t>(0, -ix0));
-        const int64_t x_hi = std::max(x_lo, std::min(wp, g.in_w - ix0));
-        const int64_t planes = simd::ceil_div(pl.cb, L);
-        for (int64_t v = 0; v < planes; ++v)
-          for (int64_t row = 0; row < pl.slots; ++row) {
-            float* r0 = scratch + v * vplane + row * wp * L;
-            std::fill(r0, r0 + x_lo * L, 0.0f);
-            std::fill(r0 + x_hi * L, r0 + wp * L, 0.0f);
-          }
+        const NhwcInside inside(ix0, wp, g.in_w);
+        for (int64_t row = 0; row < pl.slots; ++row)
+          NhwcZeroPadCols(scratch + row * wp * L, simd::ceil_div(pl.cb, L), vplane, inside, wp);
         pad_cols_zeroed = true;
       }
       for (int64_t iy = base; iy < base + rows_in; ++iy)
@@ -517,12 +514,10 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       if (g.sh > 1 || nc != g.cin || g.uh > 1 || g.uw > 1 || iy_lo >= iy_hi) return pf;
       const int64_t x_lo = std::max<int64_t>(0, ix0), x_hi = std::min(g.in_w, ix0 + wp);
       if (x_lo >= x_hi) return pf;
-      pf.p = reinterpret_cast<const char*>(xn + (iy_lo * g.src_w + x_lo) * g.cin);
-      const int64_t span = ((iy_hi - iy_lo - 1) * g.src_w + x_hi - x_lo) * g.cin;
-      pf.end = reinterpret_cast<const char*>(xn + (iy_lo * g.src_w + x_lo) * g.cin + span);
-      // Contiguous only when the rows are whole or there is one row.
-      if (iy_hi - iy_lo > 1 && (x_lo != 0 || x_hi != g.in_w)) pf.end = pf.p + (x_hi - x_lo) * g.cin * sizeof(T);
-      pf.per_group = simd::ceil_div((pf.end - pf.p) / 64 + 1, groups);
+      // One span: all the new rows when they are whole, else the first one.
+      const bool whole_rows = x_lo == 0 && x_hi == g.in_w;
+      const int64_t elems = whole_rows ? ((iy_hi - iy_lo - 1) * g.src_w + x_hi - x_lo) * g.cin : (x_hi - x_lo) * g.cin;
+      pf.in.set(xn + (iy_lo * g.src_w + x_lo) * g.cin, elems * int64_t(sizeof(T)), groups);
       return pf;
     };
     int64_t next_in = base;  // first input row not copied yet

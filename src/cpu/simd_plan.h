@@ -29,6 +29,31 @@ inline bool simd_dtype(DType t) { return t == DType::f32 || t == DType::bf16; }
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
+// A byte range prefetched into L2 a few 64-byte lines at a time, spread
+// over the steps of a loop (the NHWC core's pixel groups, the flat
+// engine's blocks), so the misses overlap the compute instead of arriving
+// as one burst. WRITE = 1 prefetches for writing (the lines are about to
+// be stored). Counted loops on local copies: updating the members line by
+// line made the compiler store them back after every prefetch.
+struct PrefetchSpan {
+  const char* p = nullptr;
+  const char* end = nullptr;
+  int64_t per_step = 0;
+  void set(const void* first, int64_t bytes, int64_t steps) {
+    p = static_cast<const char*>(first), end = p + bytes;
+    per_step = ceil_div(bytes / 64 + 1, std::max<int64_t>(1, steps));
+  }
+  template <int WRITE>
+  inline void step(int64_t lines) {
+    const char* q = p;
+    const int64_t n = std::min<int64_t>(lines, (end - q + 63) / 64);
+    for (int64_t k = 0; k < n; ++k) __builtin_prefetch(q + 64 * k, WRITE, 2);
+    if (n > 0) p = q + 64 * n;
+  }
+  template <int WRITE>
+  inline void step() { step<WRITE>(per_step); }
+};
+
 // Largest vector block any target computes at once in the flat engine
 // (8 vectors of 16 floats): flat lengths are rounded up to it.
 constexpr int64_t kQBlock = 128;
