@@ -18,6 +18,7 @@
 
 #include "cpu/simd_convert-inl.h"
 #include "cpu/simd_plan.h"
+#include "cpu/simd_transpose-inl.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -385,16 +386,27 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
 // optionally flipped; bias -> [cp]. Inside an omp parallel region.
 template <typename T>
 void NhwcArrange(const simd::NhwcPlan& pl, const T* w, const T* b, bool flip, float* wt, float* bias) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
   const int64_t kk = pl.g.kh * pl.g.kw, C = pl.g.c, cp = pl.cp;
-  // Blocks of 16 channels outside: a block's kk*16 weights are read once
-  // into L1 and written as kk runs of 16 (taps outside would re-read all C
-  // rows of the weights for every tap).
+  const int64_t kk_vec = kk / L * L;
+  // Blocks of L channels: L x L tiles (L channels' rows of L taps, loaded
+  // as vectors) transposed in registers into L taps' runs of L channels;
+  // the last kk % L taps one by one.
 #pragma omp for schedule(static)
-  for (int64_t c0 = 0; c0 < cp; c0 += 16)
-    for (int64_t k = 0; k < kk; ++k) {
-      float* dst = wt + (flip ? kk - 1 - k : k) * cp;
-      for (int64_t c = c0; c < c0 + 16; ++c) dst[c] = c < C ? ToF(w[c * kk + k]) : 0.0f;
+  for (int64_t c0 = 0; c0 < cp; c0 += L) {
+    const int64_t nc = std::min(L, C - c0);
+    hn::Vec<decltype(d)> v[hn::MaxLanes(d)];
+    for (int64_t k0 = 0; k0 < kk_vec; k0 += L) {
+      for (int64_t l = 0; l < L; ++l) v[l] = l < nc ? LoadF(d, w + (c0 + l) * kk + k0) : hn::Zero(d);
+      Transpose(d, v);
+      for (int64_t j = 0; j < L; ++j) hn::Store(v[j], d, wt + (flip ? kk - 1 - (k0 + j) : k0 + j) * cp + c0);
     }
+    for (int64_t k = kk_vec; k < kk; ++k) {
+      float* dst = wt + (flip ? kk - 1 - k : k) * cp;
+      for (int64_t c = c0; c < c0 + L; ++c) dst[c] = c < C ? ToF(w[c * kk + k]) : 0.0f;
+    }
+  }
   if (b) {
 #pragma omp single
     {
