@@ -10,6 +10,7 @@ namespace dwconv::cpu {
 
 std::vector<Kernel> simd_fwd_nchw_kernels();
 std::vector<Kernel> simd_fwd_nchw_dot_kernels();
+std::vector<Kernel> simd_fwd_nchw_blocked_kernels();
 std::vector<Kernel> simd_dgrad_nchw_kernels();
 std::vector<Kernel> simd_wgrad_nchw_kernels();
 std::vector<Kernel> simd_fwd_nhwc_kernels();

@@ -146,7 +146,11 @@ int score(const Params& p) {
   // Wq = OW + (kw-1)/sw columns per row), and the kernel row fills vectors.
   const simd::FlatPlan f = simd::flat_forward(s);
   if (s.kw < 8 || f.wq < 2 * f.ow) return -1;
-  return simd::plan_dot(s).plane_floats <= simd::kDotMaxPlane ? 11 : -1;
+  if (simd::plan_dot(s).plane_floats > simd::kDotMaxPlane) return -1;
+  // Above the blocked variant (12) only for outputs far narrower than the
+  // kernel (110x110 on 112x112: 0.51 ms against 0.95, 2 threads); at
+  // 28x28 k29 the blocked one took 5.5 ms against 12.6.
+  return f.wq >= 8 * f.ow ? 13 : 11;
 }
 size_t workspace(const Params& p) {
   return simd::workspace_for(simd::align_up(thread_bytes(simd::plan_dot(p.shape))), simd::thread_count(p));

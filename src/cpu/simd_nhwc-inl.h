@@ -52,8 +52,108 @@ HWY_INLINE void NhwcZeroPadCols(float* HWY_RESTRICT slot, int64_t nv, int64_t vp
   }
 }
 
+// Where the L lanes of the channel vector at output channel oc read in NCHW:
+// the same position p0 in input plane oc / m (null past the nc channels).
+// The last n (< L) pixels of a lane's run: a whole-vector load when it
+// stays inside the input (xend: its end), else a masked one (which cost
+// ~18 cycles on the AMD build machine, against ~3).
+template <class D, typename T>
+HWY_INLINE hn::Vec<D> LoadTail(D d, const T* HWY_RESTRICT p, int64_t n, const T* xend) {
+  return p + hn::Lanes(d) <= xend ? LoadF(d, p) : LoadFN(d, p, n);
+}
+
 template <typename T>
-void NhwcCopyRow(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xn, int64_t iy, int64_t ix0, int64_t wp,
+HWY_INLINE void NchwLanePlanes(const simd::NhwcGeom& g, const T* p0, int64_t plane, int64_t oc, int64_t nc,
+                               const T** src) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  for (int64_t l = 0; l < L; ++l)
+    src[l] = l >= nc ? nullptr : p0 + (g.m == 1 ? oc + l : (oc + l) / g.m) * plane;  // no division at m = 1
+}
+
+// The NCHW form of NhwcCopyRow's inside columns (xn: the image's first
+// plane): lane l of channel vector v is output channel c0 + v*L + l, read
+// from input plane (c0 + v*L + l) / m; L pixels of L planes are loaded as
+// L vectors and transposed into L pixels' channel vectors.
+template <typename T>
+HWY_INLINE void NhwcCopyRowNchw(const simd::NhwcGeom& g, const T* HWY_RESTRICT xn, const T* xend, int64_t iy,
+                                int64_t ix0, int64_t c0, int64_t nc, int64_t vplane, const NhwcInside& in,
+                                float* HWY_RESTRICT slot) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const int64_t plane = g.src_h * g.src_w;
+  const T* HWY_RESTRICT row = xn + (iy / g.uh) * g.src_w;
+  const int64_t nv = simd::ceil_div(nc, L);
+  for (int64_t v = 0; v < nv; ++v) {
+    float* HWY_RESTRICT dv = slot + v * vplane;
+    const T* src[hn::MaxLanes(d)];
+    NchwLanePlanes(g, row, plane, c0 + v * L, nc - v * L, src);
+    if (g.uw > 1) {  // upsampled (grad-input at stride > 1): element by element
+      for (int64_t x = in.lo; x < in.hi; ++x) {
+        const int64_t ix = ix0 + x;
+        for (int64_t l = 0; l < L; ++l)
+          dv[x * L + l] = src[l] && ix % g.uw == 0 ? ToF(src[l][ix / g.uw]) : 0.0f;
+      }
+      continue;
+    }
+    int64_t x = in.lo;
+    hn::Vec<decltype(d)> t[hn::MaxLanes(d)];
+    for (; x + L <= in.hi; x += L) {
+      for (int64_t l = 0; l < L; ++l) t[l] = src[l] ? LoadF(d, src[l] + ix0 + x) : hn::Zero(d);
+      Transpose(d, t);
+      for (int64_t i = 0; i < L; ++i) hn::Store(t[i], d, dv + (x + i) * L);
+    }
+    if (x < in.hi) {  // the last < L pixels: partial loads, as many stores
+      const int64_t rest = in.hi - x;
+      for (int64_t l = 0; l < L; ++l) t[l] = src[l] ? LoadTail(d, src[l] + ix0 + x, rest, xend) : hn::Zero(d);
+      Transpose(d, t);
+      for (int64_t i = 0; i < rest; ++i) hn::Store(t[i], d, dv + (x + i) * L);
+    }
+  }
+}
+
+// Whole-image mode, NCHW, input rows [iy_lo, iy_hi) whole (the window's
+// inside columns are the full input width, no upsampling): a channel's
+// rows are then one contiguous run in its plane, transposed L pixels at a
+// time across row ends (a 7-pixel row alone would have no full vector).
+// Row iy goes to scratch row iy - base, input column ix to ix - ix0.
+template <typename T>
+void NhwcCopyRowsNchw(const simd::NhwcGeom& g, const T* HWY_RESTRICT xn, const T* xend, int64_t iy_lo, int64_t iy_hi,
+                      int64_t base, int64_t ix0, int64_t wp, int64_t c0, int64_t nc, int64_t vplane,
+                      float* HWY_RESTRICT scratch) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const int64_t W = g.in_w, plane = g.src_h * g.src_w, total = (iy_hi - iy_lo) * W;
+  const int64_t nv = simd::ceil_div(nc, L);
+  float* HWY_RESTRICT first = scratch + ((iy_lo - base) * wp - ix0) * L;  // input (iy_lo, 0)
+  hn::Vec<decltype(d)> t[hn::MaxLanes(d)];
+  for (int64_t v = 0; v < nv; ++v) {
+    float* HWY_RESTRICT dv = first + v * vplane;
+    const T* src[hn::MaxLanes(d)];
+    NchwLanePlanes(g, xn + iy_lo * W, plane, c0 + v * L, nc - v * L, src);
+    int64_t q = 0, r = 0, col = 0;  // flat index in the run, its row and column
+    for (; q + L <= total; q += L) {
+      for (int64_t l = 0; l < L; ++l) t[l] = src[l] ? LoadF(d, src[l] + q) : hn::Zero(d);
+      Transpose(d, t);
+      for (int64_t i = 0; i < L; ++i) {
+        hn::Store(t[i], d, dv + (r * wp + col) * L);
+        if (++col == W) col = 0, ++r;
+      }
+    }
+    if (q < total) {
+      const int64_t rest = total - q;
+      for (int64_t l = 0; l < L; ++l) t[l] = src[l] ? LoadTail(d, src[l] + q, rest, xend) : hn::Zero(d);
+      Transpose(d, t);
+      for (int64_t i = 0; i < rest; ++i) {
+        hn::Store(t[i], d, dv + (r * wp + col) * L);
+        if (++col == W) col = 0, ++r;
+      }
+    }
+  }
+}
+
+template <typename T>
+void NhwcCopyRow(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xn, const T* xend, int64_t iy, int64_t ix0, int64_t wp,
                  int64_t c0, int64_t nc, int64_t vplane, float* HWY_RESTRICT slot, bool pad_cols_zero = false) {
   const hn::ScalableTag<float> df;
   const int64_t L = int64_t(hn::Lanes(df));
@@ -69,6 +169,7 @@ void NhwcCopyRow(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xn, int64_t iy,
   const auto zero = hn::Zero(df);
   if (!pad_cols_zero) NhwcZeroPadCols(slot, nv, vplane, inside, wp);
   if (x_lo == x_hi) return;
+  if (g.nchw) return NhwcCopyRowNchw(g, xn, xend, iy, ix0, c0, nc, vplane, inside, slot);
   const T* HWY_RESTRICT srow = xn + (iy / g.uh) * g.src_w * g.cin + (g.m == 1 ? c0 : 0);
   float* HWY_RESTRICT d = slot + x_lo * L;
   for (int64_t x = x_lo; x < x_hi; ++x, d += L) {
@@ -106,6 +207,7 @@ void NhwcCopyRow(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xn, int64_t iy,
 struct NhwcRows {
   int64_t rel0, slots, row_floats;  // row_floats = wp * L
   int64_t i_lo, i_hi, i_step;
+  int64_t ostride;  // output pixel pitch: C (NHWC), or the NCHW stage's
   HWY_INLINE int64_t offset(int64_t i, int64_t dh) const {
     int64_t s = rel0 + i * dh;
     if (s >= slots) s -= slots;
@@ -268,7 +370,7 @@ HWY_INLINE void NhwcPixels(const simd::NhwcPlan& pl, const float* HWY_RESTRICT v
   } else {
     NhwcPixelsStrided<R, KW>(pl, vs, rows, wt, px0, acc);
   }
-  const int64_t C = pl.g.c;
+  const int64_t C = rows.ostride;
   if (nvalid >= L) {
     for (int r = 0; r < R; ++r) StoreF(d, acc[r], yrow + (px0 + r) * C);
   } else {
@@ -286,11 +388,12 @@ HWY_INLINE void NhwcPixels(const simd::NhwcPlan& pl, const float* HWY_RESTRICT v
 // row narrower than a pixel group. A group of R < 8 pixels alone keeps only
 // R chains of dependent FMAs in flight (a 7-wide image: 4 + 2 + 1 pixels,
 // 25-50% of the FMA pipes); V channel vectors at once restore R*V chains.
-// Memory-operand form (any stride, dilation).
+// Memory-operand form (any stride, dilation). ytile: the output row at
+// channel cv0.
 template <int R, int V, int KW, typename T>
 HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scratch, int64_t vplane,
                          const NhwcRows& rows, const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias,
-                         int64_t px0, int64_t cv0, T* HWY_RESTRICT yrow) {
+                         int64_t px0, int64_t cv0, T* HWY_RESTRICT ytile) {
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
   const simd::NhwcGeom& g = pl.g;
@@ -311,7 +414,7 @@ HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scr
     }
   }
   for (int v = 0; v < V; ++v)
-    for (int r = 0; r < R; ++r) StoreF(d, acc[v][r], yrow + (px0 + r) * g.c + cv0 + v * L);
+    for (int r = 0; r < R; ++r) StoreF(d, acc[v][r], ytile + (px0 + r) * rows.ostride + v * L);
 }
 
 // Output columns [0, bw) of the current row for one channel vector; yrow
@@ -334,7 +437,8 @@ HWY_INLINE int64_t NhwcRow(const simd::NhwcPlan& pl, const float* vs, const Nhwc
 // vectors take pixel groups of 10 / 8 one vector at a time, then the
 // remaining (< 8) pixels several vectors at a time (4 x 2, 2 x 4, 1 x 8); a partial last vector
 // does all its pixels alone.
-// Channels [ca, nc) of the block (ca a multiple of L).
+// Channels [ca, nc) of the block (ca a multiple of L); yrow points at
+// channel ca of the output row.
 template <int KW, typename T>
 void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane, const NhwcRows& rows,
                  const float* wt, const float* bias, int64_t bw, int64_t ca, int64_t nc, T* yrow, NhwcPrefetch& pf) {
@@ -344,7 +448,7 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
   int64_t done = bw;
   for (int64_t cv = ca; cv < whole; cv += L)
     done = NhwcRow<KW>(pl, scratch + (cv / L) * vplane, rows, wt + cv, bias ? bias + cv : nullptr, bw, L, false,
-                       yrow + cv, pf);
+                       yrow + (cv - ca), pf);
   for (int64_t px = done; px < bw;) {
     const int64_t left = bw - px;
     int64_t cv = ca;
@@ -354,31 +458,31 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
       // + 1x8 tiles needed up to 2.
       auto tiles = [&](auto r) {
         constexpr int R = decltype(r)::value;
-        for (; cv + 2 * L <= whole; cv += 2 * L) NhwcTile<R, 2, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
-        for (; cv < whole; cv += L) NhwcTile<R, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
+        for (; cv + 2 * L <= whole; cv += 2 * L) NhwcTile<R, 2, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+        for (; cv < whole; cv += L) NhwcTile<R, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
       };
       if (left == 7) tiles(std::integral_constant<int, 7>());
       if (left == 6) tiles(std::integral_constant<int, 6>());
       if (left == 5) tiles(std::integral_constant<int, 5>());
       px += left;
     } else if (left >= 4) {
-      for (; cv + 2 * L <= whole; cv += 2 * L) NhwcTile<4, 2, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
-      for (; cv < whole; cv += L) NhwcTile<4, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
+      for (; cv + 2 * L <= whole; cv += 2 * L) NhwcTile<4, 2, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+      for (; cv < whole; cv += L) NhwcTile<4, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
       px += 4;
     } else if (left >= 2) {
-      for (; cv + 4 * L <= whole; cv += 4 * L) NhwcTile<2, 4, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
-      for (; cv < whole; cv += L) NhwcTile<2, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
+      for (; cv + 4 * L <= whole; cv += 4 * L) NhwcTile<2, 4, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+      for (; cv < whole; cv += L) NhwcTile<2, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
       px += 2;
     } else {
-      for (; cv + 8 * L <= whole; cv += 8 * L) NhwcTile<1, 8, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
-      for (; cv + 4 * L <= whole; cv += 4 * L) NhwcTile<1, 4, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
-      for (; cv < whole; cv += L) NhwcTile<1, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow);
+      for (; cv + 8 * L <= whole; cv += 8 * L) NhwcTile<1, 8, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+      for (; cv + 4 * L <= whole; cv += 4 * L) NhwcTile<1, 4, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+      for (; cv < whole; cv += L) NhwcTile<1, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
       px += 1;
     }
   }
   if (whole < nc && whole >= ca)
     NhwcRow<KW>(pl, scratch + (whole / L) * vplane, rows, wt + whole, bias ? bias + whole : nullptr, bw, nc - whole,
-                true, yrow + whole, pf);
+                true, yrow + (whole - ca), pf);
   pf.rest();  // what is left of the range, before the next row's copy
 }
 
@@ -416,8 +520,35 @@ void NhwcArrange(const simd::NhwcPlan& pl, const T* w, const T* b, bool flip, fl
   }
 }
 
+// The NCHW stage into the output: npix consecutive output pixels of nch
+// channels, stage[p * pitch + c] -> y0[c * cpitch + p], by L x L
+// transposes (pitch a multiple of L, stage aligned).
+template <typename T>
+void NchwFlush(const float* HWY_RESTRICT stage, int64_t pitch, int64_t npix, int64_t nch, T* HWY_RESTRICT y0,
+               int64_t cpitch) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  hn::Vec<decltype(d)> t[hn::MaxLanes(d)];
+  for (int64_t cv = 0; cv < nch; cv += L) {
+    const int64_t lanes = std::min(L, nch - cv);
+    T* HWY_RESTRICT yc = y0 + cv * cpitch;
+    int64_t p = 0;
+    for (; p + L <= npix; p += L) {
+      for (int64_t i = 0; i < L; ++i) t[i] = hn::Load(d, stage + (p + i) * pitch + cv);
+      Transpose(d, t);
+      for (int64_t j = 0; j < lanes; ++j) StoreF(d, t[j], yc + j * cpitch + p);
+    }
+    if (p < npix) {  // the last < L pixels
+      const int64_t rest = npix - p;
+      for (int64_t i = 0; i < L; ++i) t[i] = i < rest ? hn::Load(d, stage + (p + i) * pitch + cv) : hn::Zero(d);
+      Transpose(d, t);
+      for (int64_t j = 0; j < lanes; ++j) StoreFN(d, t[j], yc + j * cpitch + p, rest);
+    }
+  }
+}
+
 // The whole convolution, inside an omp parallel region. ws: per-thread
-// scratch of pl.scratch_floats each.
+// scratch of pl.scratch_floats (+ pl.stage_floats for NCHW) each.
 template <typename T>
 void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const T* b, bool flip, float* wt,
               float* bias, float* ws, T* y) {
@@ -425,8 +556,10 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
   const int64_t L = int64_t(hn::Lanes(d));
   const simd::NhwcGeom& g = pl.g;
   NhwcArrange(pl, w, b, flip, wt, b ? bias : nullptr);  // ends with a barrier
-  float* scratch = ws + int64_t(omp_get_thread_num()) * pl.scratch_floats;
+  float* scratch = ws + int64_t(omp_get_thread_num()) * (pl.scratch_floats + pl.stage_floats);
+  float* stage = scratch + pl.scratch_floats;  // NCHW only
   const int64_t tasks = N * pl.nby * pl.nbx * pl.ncb;
+  const T* xend = x + N * g.src_h * g.src_w * g.cin;
   const int64_t ext_h = (g.kh - 1) * g.dh + 1;
   bool pad_cols_zeroed = false;  // whole mode: this thread's scratch padding columns
 #pragma omp for schedule(dynamic, 1)
@@ -458,22 +591,35 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
         while (i_first < i_lo + i_step && (top + i_first * g.dh) % g.uh != 0) ++i_first;
         if (i_first >= i_lo + i_step) i_first = i_hi;  // none
       }
-      return NhwcRows{(top - base) % pl.slots, pl.slots, wp * L, i_first, std::max(i_first, i_hi), i_step};
+      return NhwcRows{(top - base) % pl.slots, pl.slots, wp * L, i_first, std::max(i_first, i_hi), i_step, g.c};
     };
-    auto row_all_c = [&](int64_t r, int64_t ca, int64_t cz, NhwcPrefetch& pf) {
-      const NhwcRows rows = rows_of(r);
-      T* yrow = y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0;
-      switch (g.kw) {  // compile-time tap loops for the common widths
-        case 3:
-          return NhwcRowAllC<3>(pl, scratch, vplane, rows, wtc, bc, bw, ca, cz, yrow, pf);
-        case 5:
-          return NhwcRowAllC<5>(pl, scratch, vplane, rows, wtc, bc, bw, ca, cz, yrow, pf);
-        case 7:
-          return NhwcRowAllC<7>(pl, scratch, vplane, rows, wtc, bc, bw, ca, cz, yrow, pf);
-        default:
-          return NhwcRowAllC<0>(pl, scratch, vplane, rows, wtc, bc, bw, ca, cz, yrow, pf);
+    // Output row r, channels [ca, cz) of the block: into y (NHWC), or into
+    // the stage (NCHW) at row srow with pixel pitch spitch.
+    auto row_all_c = [&](int64_t r, int64_t ca, int64_t cz, NhwcPrefetch& pf, int64_t srow = 0,
+                         int64_t spitch = 0) {
+      NhwcRows rows = rows_of(r);
+      auto run = [&](auto* yrow) {
+        switch (g.kw) {  // compile-time tap loops for the common widths
+          case 3:
+            return NhwcRowAllC<3>(pl, scratch, vplane, rows, wtc, bc, bw, ca, cz, yrow, pf);
+          case 5:
+            return NhwcRowAllC<5>(pl, scratch, vplane, rows, wtc, bc, bw, ca, cz, yrow, pf);
+          case 7:
+            return NhwcRowAllC<7>(pl, scratch, vplane, rows, wtc, bc, bw, ca, cz, yrow, pf);
+          default:
+            return NhwcRowAllC<0>(pl, scratch, vplane, rows, wtc, bc, bw, ca, cz, yrow, pf);
+        }
+      };
+      if (g.nchw) {
+        rows.ostride = spitch;
+        return run(stage + srow * bw * spitch);
       }
+      rows.ostride = g.c;
+      return run(y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0 + ca);
     };
+    // NCHW: output channel c of the block at pixel p of the image.
+    const int64_t ohw = g.out_h * g.out_w;
+    auto nchw_out = [&](int64_t c, int64_t p) { return y + (n * g.c + c0 + c) * ohw + p; };
     if (pl.whole) {
       // The task's whole window fits: copy it, then walk channel vectors
       // outside and rows inside, so a vector's weights and rows stay in L1
@@ -489,11 +635,23 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
           NhwcZeroPadCols(scratch + row * wp * L, simd::ceil_div(pl.cb, L), vplane, inside, wp);
         pad_cols_zeroed = true;
       }
-      for (int64_t iy = base; iy < base + rows_in; ++iy)
-        NhwcCopyRow(pl, xn, iy, ix0, wp, c0, nc, vplane, scratch + (iy - base) * wp * L, true);
+      const NhwcInside inside(ix0, wp, g.in_w);
+      const int64_t iy_lo = std::max<int64_t>(base, 0), iy_hi = std::min(base + rows_in, g.in_h);
+      if (g.nchw && g.uh == 1 && g.uw == 1 && inside.lo == -ix0 && inside.hi == g.in_w - ix0) {
+        if (iy_lo < iy_hi) NhwcCopyRowsNchw(g, xn, xend, iy_lo, iy_hi, base, ix0, wp, c0, nc, vplane, scratch);
+      } else {
+        for (int64_t iy = base; iy < base + rows_in; ++iy)
+          NhwcCopyRow(pl, xn, xend, iy, ix0, wp, c0, nc, vplane, scratch + (iy - base) * wp * L, true);
+      }
       NhwcPrefetch opf;  // output only: the input is in the scratch already
       for (int64_t ca = 0; ca < nc; ca += 8 * L) {
         const int64_t cz = std::min(nc, ca + 8 * L);
+        if (g.nchw) {  // the group's rows into the stage, then out as whole planes
+          const int64_t spitch = simd::round_up(cz - ca, L);
+          for (int64_t r = 0; r < ry; ++r) row_all_c(r, ca, cz, opf, r, spitch);
+          NchwFlush(stage, spitch, ry * bw, cz - ca, nchw_out(ca, oy0 * g.out_w), ohw);
+          continue;
+        }
         for (int64_t r = 0; r < ry; ++r) {
           // The next (row, channel block) this loop writes.
           const bool last = r + 1 == ry;
@@ -517,7 +675,7 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       pf = NhwcPrefetch();
       const int64_t top = (oy0 + r) * g.sh - g.pt;
       const int64_t iy_lo = std::max<int64_t>(0, top + ext_h - g.sh), iy_hi = std::min(g.in_h, top + ext_h);
-      if (r >= ry) return pf;
+      if (r >= ry || g.nchw) return pf;
       pf.output(reinterpret_cast<const char*>(y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0), bw,
                 nc * int64_t(sizeof(T)), g.c * int64_t(sizeof(T)), groups);
       // Input at stride 1 only: at stride 2 (two rows of input per output
@@ -536,8 +694,14 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
     for (int64_t r = 0; r < ry; ++r) {
       const int64_t top = (oy0 + r) * g.sh - g.pt;
       for (int64_t iy = std::max(next_in, top); iy < top + ext_h; ++iy)
-        NhwcCopyRow(pl, xn, iy, ix0, wp, c0, nc, vplane, scratch + ((iy - base) % pl.slots) * wp * L);
+        NhwcCopyRow(pl, xn, xend, iy, ix0, wp, c0, nc, vplane, scratch + ((iy - base) % pl.slots) * wp * L);
       next_in = top + ext_h;
+      if (g.nchw) {
+        const int64_t spitch = simd::round_up(nc, L);
+        row_all_c(r, 0, nc, prefetch_for(r + 1), 0, spitch);
+        NchwFlush(stage, spitch, bw, nc, nchw_out(0, (oy0 + r) * g.out_w + ox0), ohw);
+        continue;
+      }
       row_all_c(r, 0, nc, prefetch_for(r + 1));
     }
   }

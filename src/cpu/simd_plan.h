@@ -220,16 +220,25 @@ namespace dwconv::cpu::simd {
 // (k-1)*dil - pad (may be negative).
 // c counts output channels; with a channel multiplier m (forward only)
 // output channel o reads input channel o / m of cin = c / m.
+// nchw: source and output are NCHW (the NCHW blocked variants): rows are
+// transposed into the scratch, and output rows are staged per thread and
+// transposed out (NchwFlush).
 struct NhwcGeom {
   int64_t in_h, in_w, out_h, out_w, c;
   int64_t kh, kw, sh, sw, dh, dw, pt, pl;
   int64_t src_h, src_w, uh, uw;
   int64_t cin, m;
+  bool nchw = false;
 };
 inline NhwcGeom nhwc_forward(const Shape& s) {
   return {s.h,     s.w,     s.out_h(),   s.out_w(),  s.out_c(), s.kh, s.kw, s.stride_h, s.stride_w,
           s.dil_h, s.dil_w, s.pad_top,   s.pad_left, s.h,       s.w,  1,    1,          s.c,
           s.multiplier};
+}
+inline NhwcGeom nchw_blocked_forward(const Shape& s) {
+  NhwcGeom g = nhwc_forward(s);
+  g.nchw = true;
+  return g;
 }
 inline NhwcGeom nhwc_grad_input(const Shape& s) {
   const int64_t oh = s.out_h(), ow = s.out_w();
@@ -270,12 +279,17 @@ struct NhwcPlan {
   int64_t slots = 0, wp = 0;         // scratch rows (one window) and pixels per row
   bool whole = false;                // slots hold all rows of any task (no rolling)
   int64_t scratch_floats = 0;
+  // NCHW only: per-thread fp32 output stage ([pixel][channel], see
+  // stage_pitch) that NchwFlush transposes into the output.
+  int64_t stage_floats = 0;
   void finish_rows(int64_t r) {
     ry = std::max<int64_t>(1, std::min(r, g.out_h));
     nby = ceil_div(g.out_h, ry);
   }
 };
 constexpr int64_t kNhwcBudget = 64 * 1024;  // floats of scratch per thread (half of L2)
+// Whole mode walks channels in groups of 8 vectors (at most 8 x 16 floats).
+constexpr int64_t kNhwcGroup = 128;
 // A window of kh*dh rows that does not fit even at 16 channels exceeds the
 // budget; past this (dilations near simd_geometry's limit of 64 with large
 // kernels) the generic kernel, which needs no scratch, takes the shape.
@@ -291,7 +305,9 @@ inline NhwcPlan plan_nhwc_cb(const NhwcGeom& g, int64_t cb) {
   p.cbp = round_up(p.cb, 16);
   const int64_t ext_w = (g.kw - 1) * g.dw + 1;
   p.slots = (g.kh - 1) * g.dh + 1;
-  const int64_t max_px = kNhwcBudget / (p.cbp * p.slots);
+  // NCHW stages an output row of the block as well (a 1D row of 2048
+  // pixels at 32 channels: scratch and stage 256 KB each, and L2 thrashed).
+  const int64_t max_px = kNhwcBudget / (p.cbp * (p.slots + (g.nchw ? 1 : 0)));
   p.bw = max_px < ext_w ? 0 : std::min(g.out_w, (max_px - ext_w) / g.sw + 1);
   p.nbx = p.bw > 0 ? ceil_div(g.out_w, p.bw) : 0;
   p.wp = p.bw > 0 ? (p.bw - 1) * g.sw + ext_w : 0;
@@ -312,6 +328,10 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   bool found = false;
   for (int64_t cb : {int64_t(1) << 30, int64_t(1024), int64_t(512), int64_t(256), int64_t(128), int64_t(64),
                      int64_t(32), int64_t(16)}) {
+    // NCHW reads one row per channel of the block: past 64 channels that
+    // many streams defeat the hardware prefetcher (384 x 64x64 k3: 256-
+    // channel blocks ran 1.9x slower than the flat engine).
+    if (g.nchw && cb > 64) continue;
     const NhwcPlan p = plan_nhwc_cb(g, std::min(cb, g.c));
     if (p.bw > 0 && nhwc_copy_ratio(p) <= 1.15 * full) {
       best = p, found = true;
@@ -338,9 +358,12 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // blocks).
   const int64_t rows_all = (g.out_h - 1) * g.sh + best.slots;
   const int64_t wp_full = (g.out_w - 1) * g.sw + (g.kw - 1) * g.dw + 1;
-  for (int64_t cb : {int64_t(1) << 30, int64_t(1024), int64_t(512), int64_t(256), int64_t(128), int64_t(64)}) {
+  for (int64_t cb : {int64_t(1) << 30, int64_t(1024), int64_t(512), int64_t(256), int64_t(128), int64_t(64),
+                     int64_t(32), int64_t(16)}) {
     const int64_t c = std::min(cb, g.c);
-    if (c < best.cb || best.nbx > 1) break;
+    if (cb < 64 && !g.nchw) break;  // NHWC: blocks of 64 channels at least
+    // (NCHW reads whole planes whatever the block: any block size will do.)
+    if ((c < best.cb && !g.nchw) || best.nbx > 1) break;
     if (rows_all * wp_full * round_up(c, 16) > kNhwcBudget) continue;
     best = plan_nhwc_cb(g, c);
     best.bw = g.out_w, best.nbx = 1, best.wp = wp_full;
@@ -353,6 +376,11 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
     const int64_t want = ceil_div(4 * int64_t(threads), std::max<int64_t>(1, others));
     if (want > 1) best.finish_rows(ceil_div(g.out_h, want));
   }
+  // NCHW: the rolling mode stages one output row of the block's channels,
+  // whole mode all rows of a group of up to kNhwcGroup channels (its loop
+  // order: channel groups outside, rows inside).
+  if (g.nchw)
+    best.stage_floats = round_up(best.whole ? best.ry * best.bw * std::min(kNhwcGroup, best.cbp) : best.bw * best.cbp, 16);
   return best;
 }
 
@@ -372,7 +400,7 @@ inline bool nhwc_scratch_fits(const NhwcGeom& g, int64_t n) {
 }
 inline size_t nhwc_workspace(const Params& p, const NhwcGeom& g) {
   const NhwcPlan pl = nhwc_max_plan(g, p.shape.n);
-  return nhwc_shared_bytes(pl) + workspace_for(size_t(pl.scratch_floats) * 4, thread_count(p));
+  return nhwc_shared_bytes(pl) + workspace_for(size_t(pl.scratch_floats + pl.stage_floats) * 4, thread_count(p));
 }
 struct NhwcCarve {
   NhwcPlan pl;  // balanced for `threads`
@@ -390,10 +418,11 @@ inline NhwcCarve nhwc_carve(const Params& p, const NhwcGeom& g) {
   Params q = p;
   q.workspace = head.base + sb;
   q.workspace_bytes = p.workspace_bytes > lost + sb ? p.workspace_bytes - lost - sb : 0;
-  const Slices ws = slices(q, size_t(big.scratch_floats) * 4);
+  const Slices ws = slices(q, size_t(big.scratch_floats + big.stage_floats) * 4);
   c.threads = ws.threads;
   c.scratch = reinterpret_cast<float*>(ws.base);
   c.pl = plan_nhwc(g, p.shape.n, ws.threads, true);
+  c.pl.stage_floats = big.stage_floats;  // the per-thread slices are cut for the largest plan
   return c;
 }
 

@@ -113,7 +113,7 @@ TEST_P(CpuIsa, SimdVariantsOnIsaShapes) {
   std::map<std::string, int> runs;
   const std::vector<Shape> shapes = isa_shapes();
   for (size_t i = 0; i < shapes.size(); ++i) check_simd_variants(GetParam(), shapes[i], 100 + i, runs);
-  for (const char* name : {"cpu_fwd_nchw_vec", "cpu_dgrad_nchw_vec", "cpu_wgrad_nchw_vec", "cpu_fwd_nhwc_vec",
+  for (const char* name : {"cpu_fwd_nchw_vec", "cpu_fwd_nchw_blocked", "cpu_dgrad_nchw_vec", "cpu_wgrad_nchw_vec", "cpu_fwd_nhwc_vec",
                            "cpu_dgrad_nhwc_vec", "cpu_wgrad_nhwc_vec"})
     EXPECT_GT(runs[name], 5) << name;
 }
@@ -158,7 +158,7 @@ TEST(CpuIsaDispatch, SimdChosenWhereItApplies) {
   for (DType dt : {DType::f32, DType::bf16}) {
     p.dtype = dt;
     p.layout = Layout::nchw;
-    EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nchw_vec");
+    EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nchw_blocked");
     EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nchw_vec");
     EXPECT_EQ(selected_kernel(Direction::grad_weight, p), "cpu_wgrad_nchw_vec");
     p.layout = Layout::nhwc;
@@ -166,8 +166,17 @@ TEST(CpuIsaDispatch, SimdChosenWhereItApplies) {
     EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nhwc_vec");
     EXPECT_EQ(selected_kernel(Direction::grad_weight, p), "cpu_wgrad_nhwc_vec");
   }
-  p.dtype = DType::f64;  // stays generic
+  // The flat engine keeps 1D, few channels and kx1 kernels.
+  p.dtype = DType::f32;
   p.layout = Layout::nchw;
+  Shape tall = conv2d_shape(2, 64, 28, 28, 11, 1, 1, 0);
+  tall.pad_top = tall.pad_bottom = 5;
+  for (const Shape& s : {conv1d_shape(2, 64, 500, 4, 1, 3), conv2d_shape(2, 12, 28, 28, 3, 3, 1, 1), tall}) {
+    p.shape = s;
+    EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nchw_vec") << s.str();
+  }
+  p.shape = conv2d_shape(2, 32, 28, 28, 3, 3, 1, 1);
+  p.dtype = DType::f64;  // stays generic
   EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nchw_generic");
 }
 

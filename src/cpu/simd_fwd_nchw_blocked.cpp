@@ -1,0 +1,71 @@
+// SIMD forward, NCHW, through the NHWC core (simd_nhwc-inl.h): each window
+// row is transposed from the block's channel planes into the core's
+// channel-vector scratch, and each output row (or, on small images, each
+// group's whole planes) is staged per thread and transposed back. The
+// channel-blocked layout oneDNN calls nChw8c, without its reorders: on
+// small planes the flat engine (cpu_fwd_nchw_vec) vectorises along rows of
+// 7-14 pixels and loses most of its lanes to the row ends. Any stride,
+// dilation, padding and multiplier; fp32 and bf16, fp32 accumulation.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "cpu/simd_fwd_nchw_blocked.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include "cpu/simd_nhwc-inl.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace dwconv::cpu::HWY_NAMESPACE {
+
+template <typename T>
+void FwdNchwBlockedTyped(const Params& p, const simd::NhwcPlan& pl, int threads, float* wt, float* bias, float* ws) {
+#pragma omp parallel num_threads(threads)
+  NhwcConv(pl, p.shape.n, static_cast<const T*>(p.input), static_cast<const T*>(p.weight),
+           static_cast<const T*>(p.bias), false, wt, bias, ws, static_cast<T*>(p.output));
+}
+
+void FwdNchwBlocked(const Params& p, const simd::NhwcPlan& pl, int threads, float* wt, float* bias, float* ws) {
+  if (p.dtype == DType::f32) {
+    FwdNchwBlockedTyped<float>(p, pl, threads, wt, bias, ws);
+  } else {
+    FwdNchwBlockedTyped<hbf16>(p, pl, threads, wt, bias, ws);
+  }
+}
+
+}  // namespace dwconv::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "cpu/isa.h"
+#include "cpu/simd.h"
+
+namespace dwconv::cpu {
+HWY_EXPORT(FwdNchwBlocked);
+
+namespace {
+int score(const Params& p) {
+  const simd::NhwcGeom g = simd::nchw_blocked_forward(p.shape);
+  if (p.layout != Layout::nchw || !simd::simd_dtype(p.dtype) || !simd::simd_geometry(p.shape) ||
+      !simd::nhwc_scratch_fits(g, p.shape.n))
+    return -1;
+  // Ahead of the flat engine (10) on 2D images with at least two vectors'
+  // worth of channels and kernel rows of 3 or more (batch 1, 2 threads:
+  // 1.1-3x at 7x7 to 56x56 and 1.3x at 112x112 k3 s2, 2.5-7x at k >= 13).
+  // The flat engine keeps 1D (Mamba k4: 1.6x faster there), fewer than 16
+  // channels and kx1 kernels (InceptionNeXt 12 x 56x56: 0.5-0.85x).
+  const Shape& s = p.shape;
+  const bool one_d = s.h == 1 && s.kh == 1;
+  return !one_d && s.out_c() >= 16 && s.kw >= 3 ? 12 : 9;
+}
+size_t workspace(const Params& p) { return simd::nhwc_workspace(p, simd::nchw_blocked_forward(p.shape)); }
+void run(const Params& p) {
+  const simd::NhwcCarve c = simd::nhwc_carve(p, simd::nchw_blocked_forward(p.shape));
+  DWCONV_HWY_CALL(FwdNchwBlocked)(p, c.pl, c.threads, c.wt, c.bias, c.scratch);
+}
+}  // namespace
+
+std::vector<Kernel> simd_fwd_nchw_blocked_kernels() {
+  return {{"cpu_fwd_nchw_blocked", Device::cpu, Direction::forward, score, run, workspace}};
+}
+
+}  // namespace dwconv::cpu
+#endif  // HWY_ONCE
