@@ -88,16 +88,23 @@ HWY_INLINE void NhwcCopyRowNchw(const simd::NhwcGeom& g, const T* HWY_RESTRICT x
     float* HWY_RESTRICT dv = slot + v * vplane;
     const T* src[hn::MaxLanes(d)];
     NchwLanePlanes(g, row, plane, c0 + v * L, nc - v * L, src);
-    if (g.uw > 1) {  // upsampled (grad-input at stride > 1): element by element
-      for (int64_t x = in.lo; x < in.hi; ++x) {
-        const int64_t ix = ix0 + x;
+    hn::Vec<decltype(d)> t[hn::MaxLanes(d)];
+    if (g.uw > 1) {  // upsampled (grad-input at stride > 1): zeros, then every uw-th column
+      for (int64_t x = in.lo; x < in.hi; ++x)
+        if ((ix0 + x) % g.uw != 0) hn::Store(hn::Zero(d), d, dv + x * L);
+      // Source columns [s_lo, s_hi) land at x = s * uw - ix0.
+      const int64_t s_lo = simd::ceil_div(ix0 + in.lo, g.uw), s_hi = simd::ceil_div(ix0 + in.hi, g.uw);
+      int64_t sx = s_lo;
+      for (; sx < s_hi; sx += L) {
+        const int64_t n = std::min(L, s_hi - sx);
         for (int64_t l = 0; l < L; ++l)
-          dv[x * L + l] = src[l] && ix % g.uw == 0 ? ToF(src[l][ix / g.uw]) : 0.0f;
+          t[l] = !src[l] ? hn::Zero(d) : n == L ? LoadF(d, src[l] + sx) : LoadTail(d, src[l] + sx, n, xend);
+        Transpose(d, t);
+        for (int64_t i = 0; i < n; ++i) hn::Store(t[i], d, dv + ((sx + i) * g.uw - ix0) * L);
       }
       continue;
     }
     int64_t x = in.lo;
-    hn::Vec<decltype(d)> t[hn::MaxLanes(d)];
     for (; x + L <= in.hi; x += L) {
       for (int64_t l = 0; l < L; ++l) t[l] = src[l] ? LoadF(d, src[l] + ix0 + x) : hn::Zero(d);
       Transpose(d, t);

@@ -263,6 +263,12 @@ inline NhwcGeom nhwc_grad_input(const Shape& s) {
           1};
 }
 
+inline NhwcGeom nchw_blocked_grad_input(const Shape& s) {
+  NhwcGeom g = nhwc_grad_input(s);
+  g.nchw = true;
+  return g;
+}
+
 // Blocking of the NHWC convolution. A task is (n, block of output rows,
 // block of output columns, block of channels). It walks its output rows in
 // order and keeps the input rows of one output row's window in a rolling

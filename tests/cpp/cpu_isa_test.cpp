@@ -113,7 +113,7 @@ TEST_P(CpuIsa, SimdVariantsOnIsaShapes) {
   std::map<std::string, int> runs;
   const std::vector<Shape> shapes = isa_shapes();
   for (size_t i = 0; i < shapes.size(); ++i) check_simd_variants(GetParam(), shapes[i], 100 + i, runs);
-  for (const char* name : {"cpu_fwd_nchw_vec", "cpu_fwd_nchw_blocked", "cpu_dgrad_nchw_vec", "cpu_wgrad_nchw_vec", "cpu_fwd_nhwc_vec",
+  for (const char* name : {"cpu_fwd_nchw_vec", "cpu_fwd_nchw_blocked", "cpu_dgrad_nchw_vec", "cpu_dgrad_nchw_blocked", "cpu_wgrad_nchw_vec", "cpu_fwd_nhwc_vec",
                            "cpu_dgrad_nhwc_vec", "cpu_wgrad_nhwc_vec"})
     EXPECT_GT(runs[name], 5) << name;
 }
@@ -159,7 +159,7 @@ TEST(CpuIsaDispatch, SimdChosenWhereItApplies) {
     p.dtype = dt;
     p.layout = Layout::nchw;
     EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nchw_blocked");
-    EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nchw_vec");
+    EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nchw_blocked");
     EXPECT_EQ(selected_kernel(Direction::grad_weight, p), "cpu_wgrad_nchw_vec");
     p.layout = Layout::nhwc;
     EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nhwc_vec");
@@ -174,7 +174,10 @@ TEST(CpuIsaDispatch, SimdChosenWhereItApplies) {
   for (const Shape& s : {conv1d_shape(2, 64, 500, 4, 1, 3), conv2d_shape(2, 12, 28, 28, 3, 3, 1, 1), tall}) {
     p.shape = s;
     EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nchw_vec") << s.str();
+    EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nchw_vec") << s.str();
   }
+  p.shape = conv2d_shape(2, 96, 112, 112, 3, 3, 2, 1);  // grad-input at stride 2 on a large plane
+  EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nchw_vec");
   p.shape = conv2d_shape(2, 32, 28, 28, 3, 3, 1, 1);
   p.dtype = DType::f64;  // stays generic
   EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nchw_generic");
