@@ -54,14 +54,6 @@ HWY_INLINE void NhwcZeroPadCols(float* HWY_RESTRICT slot, int64_t nv, int64_t vp
 
 // Where the L lanes of the channel vector at output channel oc read in NCHW:
 // the same position p0 in input plane oc / m (null past the nc channels).
-// The last n (< L) pixels of a lane's run: a whole-vector load when it
-// stays inside the input (xend: its end), else a masked one (which cost
-// ~18 cycles on the AMD build machine, against ~3).
-template <class D, typename T>
-HWY_INLINE hn::Vec<D> LoadTail(D d, const T* HWY_RESTRICT p, int64_t n, const T* xend) {
-  return p + hn::Lanes(d) <= xend ? LoadF(d, p) : LoadFN(d, p, n);
-}
-
 template <typename T>
 HWY_INLINE void NchwLanePlanes(const simd::NhwcGeom& g, const T* p0, int64_t plane, int64_t oc, int64_t nc,
                                const T** src) {
@@ -104,18 +96,7 @@ HWY_INLINE void NhwcCopyRowNchw(const simd::NhwcGeom& g, const T* HWY_RESTRICT x
       }
       continue;
     }
-    int64_t x = in.lo;
-    for (; x + L <= in.hi; x += L) {
-      for (int64_t l = 0; l < L; ++l) t[l] = src[l] ? LoadF(d, src[l] + ix0 + x) : hn::Zero(d);
-      Transpose(d, t);
-      for (int64_t i = 0; i < L; ++i) hn::Store(t[i], d, dv + (x + i) * L);
-    }
-    if (x < in.hi) {  // the last < L pixels: partial loads, as many stores
-      const int64_t rest = in.hi - x;
-      for (int64_t l = 0; l < L; ++l) t[l] = src[l] ? LoadTail(d, src[l] + ix0 + x, rest, xend) : hn::Zero(d);
-      Transpose(d, t);
-      for (int64_t i = 0; i < rest; ++i) hn::Store(t[i], d, dv + (x + i) * L);
-    }
+    PlanesToVectors(src, ix0 + in.lo, in.hi - in.lo, xend, dv + in.lo * L);
   }
 }
 
@@ -465,7 +446,8 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
       // + 1x8 tiles needed up to 2.
       auto tiles = [&](auto r) {
         constexpr int R = decltype(r)::value;
-        for (; cv + 2 * L <= whole; cv += 2 * L) NhwcTile<R, 2, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+        for (; cv + 2 * L <= whole; cv += 2 * L)
+          NhwcTile<R, 2, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
         for (; cv < whole; cv += L) NhwcTile<R, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
       };
       if (left == 7) tiles(std::integral_constant<int, 7>());
@@ -473,16 +455,20 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
       if (left == 5) tiles(std::integral_constant<int, 5>());
       px += left;
     } else if (left >= 4) {
-      for (; cv + 2 * L <= whole; cv += 2 * L) NhwcTile<4, 2, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+      for (; cv + 2 * L <= whole; cv += 2 * L)
+        NhwcTile<4, 2, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
       for (; cv < whole; cv += L) NhwcTile<4, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
       px += 4;
     } else if (left >= 2) {
-      for (; cv + 4 * L <= whole; cv += 4 * L) NhwcTile<2, 4, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+      for (; cv + 4 * L <= whole; cv += 4 * L)
+        NhwcTile<2, 4, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
       for (; cv < whole; cv += L) NhwcTile<2, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
       px += 2;
     } else {
-      for (; cv + 8 * L <= whole; cv += 8 * L) NhwcTile<1, 8, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
-      for (; cv + 4 * L <= whole; cv += 4 * L) NhwcTile<1, 4, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+      for (; cv + 8 * L <= whole; cv += 8 * L)
+        NhwcTile<1, 8, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+      for (; cv + 4 * L <= whole; cv += 4 * L)
+        NhwcTile<1, 4, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
       for (; cv < whole; cv += L) NhwcTile<1, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
       px += 1;
     }

@@ -12,6 +12,7 @@
 #define DWCONV_CPU_TRANSPOSE_INL_H_
 #endif
 
+#include "cpu/simd_convert-inl.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -74,6 +75,28 @@ HWY_INLINE void Transpose(D d, hn::Vec<D>* v) {
   }
 }
 #endif  // HWY_TARGET == HWY_SCALAR
+
+// Planes to channel vectors: pixels [0, n) of L planes (lane l reads
+// src[l][off + x], zero where src[l] is null) into n vectors of L
+// channels, dst + x * L. end: the end of the source tensor.
+template <typename T>
+HWY_INLINE void PlanesToVectors(const T* const* src, int64_t off, int64_t n, const T* end, float* HWY_RESTRICT dst) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  hn::Vec<decltype(d)> t[hn::MaxLanes(d)];
+  int64_t x = 0;
+  for (; x + L <= n; x += L) {
+    for (int64_t l = 0; l < L; ++l) t[l] = src[l] ? LoadF(d, src[l] + off + x) : hn::Zero(d);
+    Transpose(d, t);
+    for (int64_t i = 0; i < L; ++i) hn::Store(t[i], d, dst + (x + i) * L);
+  }
+  if (x < n) {  // the last < L pixels: partial loads, as many stores
+    const int64_t rest = n - x;
+    for (int64_t l = 0; l < L; ++l) t[l] = src[l] ? LoadTail(d, src[l] + off + x, rest, end) : hn::Zero(d);
+    Transpose(d, t);
+    for (int64_t i = 0; i < rest; ++i) hn::Store(t[i], d, dst + (x + i) * L);
+  }
+}
 
 }  // namespace dwconv::cpu::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();

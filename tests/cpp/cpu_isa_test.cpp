@@ -113,8 +113,9 @@ TEST_P(CpuIsa, SimdVariantsOnIsaShapes) {
   std::map<std::string, int> runs;
   const std::vector<Shape> shapes = isa_shapes();
   for (size_t i = 0; i < shapes.size(); ++i) check_simd_variants(GetParam(), shapes[i], 100 + i, runs);
-  for (const char* name : {"cpu_fwd_nchw_vec", "cpu_fwd_nchw_blocked", "cpu_dgrad_nchw_vec", "cpu_dgrad_nchw_blocked", "cpu_wgrad_nchw_vec", "cpu_fwd_nhwc_vec",
-                           "cpu_dgrad_nhwc_vec", "cpu_wgrad_nhwc_vec"})
+  for (const char* name : {"cpu_fwd_nchw_vec", "cpu_fwd_nchw_blocked", "cpu_dgrad_nchw_vec", "cpu_dgrad_nchw_blocked",
+                           "cpu_wgrad_nchw_vec", "cpu_wgrad_nchw_blocked", "cpu_fwd_nhwc_vec", "cpu_dgrad_nhwc_vec",
+                           "cpu_wgrad_nhwc_vec"})
     EXPECT_GT(runs[name], 5) << name;
 }
 
@@ -160,7 +161,7 @@ TEST(CpuIsaDispatch, SimdChosenWhereItApplies) {
     p.layout = Layout::nchw;
     EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nchw_blocked");
     EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nchw_blocked");
-    EXPECT_EQ(selected_kernel(Direction::grad_weight, p), "cpu_wgrad_nchw_vec");
+    EXPECT_EQ(selected_kernel(Direction::grad_weight, p), "cpu_wgrad_nchw_blocked");
     p.layout = Layout::nhwc;
     EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nhwc_vec");
     EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nhwc_vec");
@@ -176,6 +177,10 @@ TEST(CpuIsaDispatch, SimdChosenWhereItApplies) {
     EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nchw_vec") << s.str();
     EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nchw_vec") << s.str();
   }
+  p.shape = tall;
+  EXPECT_EQ(selected_kernel(Direction::grad_weight, p), "cpu_wgrad_nchw_vec");
+  p.shape = conv1d_shape(2, 64, 500, 4, 1, 3);
+  EXPECT_EQ(selected_kernel(Direction::grad_weight, p), "cpu_wgrad_nchw_blocked");
   p.shape = conv2d_shape(2, 96, 112, 112, 3, 3, 2, 1);  // grad-input at stride 2 on a large plane
   EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nchw_vec");
   p.shape = conv2d_shape(2, 32, 28, 28, 3, 3, 1, 1);
@@ -190,17 +195,25 @@ TEST(CpuIsaDispatch, GradWeightBitwiseIndependentOfThreads) {
     Buffers a;
     fill(DType::f32, a.x, s.input_elems(), rng);
     fill(DType::f32, a.dy, s.output_elems(), rng);
-    std::vector<std::vector<float>> results;
-    for (int threads : {1, 2, 3}) {
-      std::vector<float> dw(size_t(s.weight_elems()));
-      Params p;
-      p.shape = s, p.layout = layout, p.threads = threads;
-      p.input = a.x.data(), p.grad_output = a.dy.data(), p.grad_weight = dw.data();
-      grad_weight(p);
-      results.push_back(dw);
+    Params shape_only;
+    shape_only.shape = s, shape_only.layout = layout;
+    int variants = 0;
+    for (const Kernel* k : candidates(Direction::grad_weight, shape_only)) {  // every variant, forced
+      SCOPED_TRACE(k->name);
+      std::vector<std::vector<float>> results;
+      for (int threads : {1, 2, 3}) {
+        std::vector<float> dw(size_t(s.weight_elems()));
+        Params p;
+        p.shape = s, p.layout = layout, p.threads = threads, p.kernel = k->name;
+        p.input = a.x.data(), p.grad_output = a.dy.data(), p.grad_weight = dw.data();
+        grad_weight(p);
+        results.push_back(dw);
+      }
+      EXPECT_EQ(0, std::memcmp(results[0].data(), results[1].data(), results[0].size() * 4));
+      EXPECT_EQ(0, std::memcmp(results[0].data(), results[2].data(), results[0].size() * 4));
+      ++variants;
     }
-    EXPECT_EQ(0, std::memcmp(results[0].data(), results[1].data(), results[0].size() * 4));
-    EXPECT_EQ(0, std::memcmp(results[0].data(), results[2].data(), results[0].size() * 4));
+    EXPECT_GE(variants, layout == Layout::nchw ? 3 : 2);  // generic + vec (+ blocked for NCHW)
   }
 }
 
