@@ -10,11 +10,8 @@ namespace dwconv::cpu {
 
 std::vector<Kernel> simd_fwd_nchw_kernels();
 std::vector<Kernel> simd_fwd_nchw_dot_kernels();
-std::vector<Kernel> simd_fwd_nchw_blocked_kernels();
 std::vector<Kernel> simd_dgrad_nchw_kernels();
-std::vector<Kernel> simd_dgrad_nchw_blocked_kernels();
 std::vector<Kernel> simd_wgrad_nchw_kernels();
-std::vector<Kernel> simd_wgrad_nchw_blocked_kernels();
 std::vector<Kernel> simd_fwd_nhwc_kernels();
 std::vector<Kernel> simd_dgrad_nhwc_kernels();
 std::vector<Kernel> simd_wgrad_nhwc_kernels();
