@@ -3,7 +3,10 @@
 // rolling per-thread scratch (fp32, zero padded, channel-vector blocked), so
 // each input row is copied once and the compute needs no bounds checks; at
 // stride 1 a register window of the taps' weights feeds R pixels from
-// R + KW - 1 input loads. Used by simd_fwd_nhwc.cpp and
+// R + KW - 1 input loads. In-place mode (fp32 NHWC, stride 1, small
+// kernels: NhwcPlan::in_place) skips the copy and reads the input in place,
+// pixels C floats apart, bounds checking only the padding columns. Used by
+// simd_fwd_nhwc.cpp and
 // simd_dgrad_nhwc.cpp (grad-input at stride 1 = forward over dy with the
 // flipped kernel).
 #if defined(DWCONV_CPU_NHWC_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -192,16 +195,32 @@ void NhwcCopyRow(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xn, const T* xe
 // the work of a 7x7 kernel on a 7x7 image).
 // Upsampled input (grad-input at stride > 1): only every i_step-th tap row
 // from i_lo reads a source row; the others read zeros and are skipped too.
+// In-place mode reads the NHWC input itself: tap row i is input row
+// rel0 + i*dh, rows row_floats = in_w * C apart, pixels C apart.
 struct NhwcRows {
   int64_t rel0, slots, row_floats;  // row_floats = wp * L
   int64_t i_lo, i_hi, i_step;
   int64_t ostride;  // output pixel pitch: C (NHWC), or the NCHW stage's
+  bool in_place = false;
+  int64_t pix = 0;  // in-place mode: pixel pitch of the input (C)
   HWY_INLINE int64_t offset(int64_t i, int64_t dh) const {
     int64_t s = rel0 + i * dh;
+    if (in_place) return s * row_floats;
     if (s >= slots) s -= slots;
     return s * row_floats;
   }
 };
+// Pixel pitch of what the compute reads: the scratch's L, or the input's C.
+template <bool IN_PLACE>
+HWY_INLINE int64_t NhwcPix(const NhwcRows& rows) {
+  return IN_PLACE ? rows.pix : int64_t(hn::Lanes(hn::ScalableTag<float>()));
+}
+// Scratch rows are vector aligned; the input is not.
+template <bool IN_PLACE>
+HWY_INLINE hn::Vec<hn::ScalableTag<float>> NhwcLoad(const float* HWY_RESTRICT p) {
+  const hn::ScalableTag<float> d;
+  return IN_PLACE ? hn::LoadU(d, p) : hn::Load(d, p);
+}
 
 // What a row of the NHWC core prefetches, one step per pixel group (see
 // simd::PrefetchSpan): the next output row, for writing (its stores missed
@@ -241,22 +260,21 @@ struct NhwcPrefetch {
 // vector: vs is its scratch plane, wt / bias are offset to it already.
 // General form: every tap loads its R inputs (any stride and dilation).
 // Accumulates into acc (initialised by the caller).
-template <int R, int KW>
+template <int R, int KW, bool IN_PLACE>
 HWY_INLINE void NhwcPixelsStrided(const simd::NhwcPlan& pl, const float* HWY_RESTRICT vs, const NhwcRows& rows,
                                   const float* HWY_RESTRICT wt, int64_t px0,
                                   hn::Vec<hn::ScalableTag<float>>* acc) {
   const hn::ScalableTag<float> d;
-  const int64_t L = int64_t(hn::Lanes(d));
   const simd::NhwcGeom& g = pl.g;
-  const int64_t cp = pl.cp, kw = KW > 0 ? KW : g.kw;
-  const int64_t pstep = g.sw * L;
+  const int64_t cp = pl.cp, kw = KW > 0 ? KW : g.kw, pix = NhwcPix<IN_PLACE>(rows);
+  const int64_t pstep = g.sw * pix;
   for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
     const float* HWY_RESTRICT xr = vs + rows.offset(i, g.dh) + px0 * pstep;
     const float* HWY_RESTRICT wr = wt + i * kw * cp;
     for (int64_t j = 0; j < kw; ++j) {
       const auto wv = hn::Load(d, wr + j * cp);
-      const float* HWY_RESTRICT xp = xr + j * g.dw * L;
-      for (int r = 0; r < R; ++r) acc[r] = hn::MulAdd(wv, hn::Load(d, xp + r * pstep), acc[r]);
+      const float* HWY_RESTRICT xp = xr + j * g.dw * pix;
+      for (int r = 0; r < R; ++r) acc[r] = hn::MulAdd(wv, NhwcLoad<IN_PLACE>(xp + r * pstep), acc[r]);
     }
   }
 }
@@ -270,11 +288,10 @@ HWY_INLINE void NhwcPixelsStrided(const simd::NhwcPlan& pl, const float* HWY_RES
 // R must be above 8: each accumulator is a chain of dependent FMAs and
 // 2 FMA pipes x 4 cycles of latency need 8 chains in flight just to break
 // even (measured on Zen 3, k7 NHWC hot cache: R=6 54%, R=8 63%, R=10 ?).
-template <int R, int JN, int SW, int X, int... J>
-HWY_INLINE void WindowInput(const float* HWY_RESTRICT xr, const hn::Vec<hn::ScalableTag<float>>* w,
+template <int R, int JN, int SW, bool IN_PLACE, int X, int... J>
+HWY_INLINE void WindowInput(const float* HWY_RESTRICT xr, int64_t pix, const hn::Vec<hn::ScalableTag<float>>* w,
                             hn::Vec<hn::ScalableTag<float>>* acc, std::integer_sequence<int, J...>) {
-  const hn::ScalableTag<float> d;
-  const auto xv = hn::Load(d, xr + X * int64_t(hn::Lanes(d)));
+  const auto xv = NhwcLoad<IN_PLACE>(xr + X * pix);
   // Input X feeds pixel (X - j) / SW with tap j, where that is a pixel.
   ((((X - J) >= 0 && (X - J) % SW == 0 && (X - J) / SW < R)
         ? void(acc[(X - J) / SW] = hn::MulAdd(w[J], xv, acc[(X - J) / SW]))
@@ -284,57 +301,55 @@ HWY_INLINE void WindowInput(const float* HWY_RESTRICT xr, const hn::Vec<hn::Scal
 // Every index is a template argument, so the accumulators are constant-
 // indexed from the start and stay in registers (loops unrolled by the
 // compiler are not: GCC kept acc[] on the stack, 2x slower).
-template <int R, int JN, int SW, int... X>
-HWY_INLINE void WindowInputs(const float* HWY_RESTRICT xr, const hn::Vec<hn::ScalableTag<float>>* w,
+template <int R, int JN, int SW, bool IN_PLACE, int... X>
+HWY_INLINE void WindowInputs(const float* HWY_RESTRICT xr, int64_t pix, const hn::Vec<hn::ScalableTag<float>>* w,
                              hn::Vec<hn::ScalableTag<float>>* acc, std::integer_sequence<int, X...>) {
-  (WindowInput<R, JN, SW, X>(xr, w, acc, std::make_integer_sequence<int, JN>()), ...);
+  (WindowInput<R, JN, SW, IN_PLACE, X>(xr, pix, w, acc, std::make_integer_sequence<int, JN>()), ...);
 }
-template <int R, int JN, int SW, int... J>
-HWY_INLINE void WindowTapsSeq(const float* HWY_RESTRICT xr, const float* HWY_RESTRICT wr, int64_t cp,
+template <int R, int JN, int SW, bool IN_PLACE, int... J>
+HWY_INLINE void WindowTapsSeq(const float* HWY_RESTRICT xr, int64_t pix, const float* HWY_RESTRICT wr, int64_t cp,
                               hn::Vec<hn::ScalableTag<float>>* acc, std::integer_sequence<int, J...>) {
   const hn::ScalableTag<float> d;
   const hn::Vec<decltype(d)> w[JN] = {hn::Load(d, wr + J * cp)...};
-  WindowInputs<R, JN, SW>(xr, w, acc, std::make_integer_sequence<int, (R - 1) * SW + JN>());
+  WindowInputs<R, JN, SW, IN_PLACE>(xr, pix, w, acc, std::make_integer_sequence<int, (R - 1) * SW + JN>());
 }
-template <int R, int JN, int SW>
-HWY_INLINE void WindowTaps(const float* HWY_RESTRICT xr, const float* HWY_RESTRICT wr, int64_t cp,
+template <int R, int JN, int SW, bool IN_PLACE>
+HWY_INLINE void WindowTaps(const float* HWY_RESTRICT xr, int64_t pix, const float* HWY_RESTRICT wr, int64_t cp,
                            hn::Vec<hn::ScalableTag<float>>* acc) {
-  WindowTapsSeq<R, JN, SW>(xr, wr, cp, acc, std::make_integer_sequence<int, JN>());
+  WindowTapsSeq<R, JN, SW, IN_PLACE>(xr, pix, wr, cp, acc, std::make_integer_sequence<int, JN>());
 }
 
 // Register-window form of NhwcPixelsStrided for dilation 1 along W and
 // stride SW: taps in chunks of at most 4 (KW = 3, 5 in one).
-template <int R, int KW, int SW>
+template <int R, int KW, int SW, bool IN_PLACE>
 HWY_INLINE void NhwcPixelsWindow(const simd::NhwcPlan& pl, const float* HWY_RESTRICT vs, const NhwcRows& rows,
                                  const float* HWY_RESTRICT wt, int64_t px0,
                                  hn::Vec<hn::ScalableTag<float>>* acc) {
-  const hn::ScalableTag<float> d;
-  const int64_t L = int64_t(hn::Lanes(d));
   const simd::NhwcGeom& g = pl.g;
-  const int64_t cp = pl.cp, kw = KW > 0 ? KW : g.kw;
+  const int64_t cp = pl.cp, kw = KW > 0 ? KW : g.kw, pix = NhwcPix<IN_PLACE>(rows);
   for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
-    const float* HWY_RESTRICT xr = vs + rows.offset(i, g.dh) + px0 * SW * L;
+    const float* HWY_RESTRICT xr = vs + rows.offset(i, g.dh) + px0 * SW * pix;
     const float* HWY_RESTRICT wr = wt + i * kw * cp;
     if constexpr (KW == 3) {
-      WindowTaps<R, 3, SW>(xr, wr, cp, acc);
+      WindowTaps<R, 3, SW, IN_PLACE>(xr, pix, wr, cp, acc);
     } else if constexpr (KW == 5) {
-      WindowTaps<R, 3, SW>(xr, wr, cp, acc);
-      WindowTaps<R, 2, SW>(xr + 3 * L, wr + 3 * cp, cp, acc);
+      WindowTaps<R, 3, SW, IN_PLACE>(xr, pix, wr, cp, acc);
+      WindowTaps<R, 2, SW, IN_PLACE>(xr + 3 * pix, pix, wr + 3 * cp, cp, acc);
     } else if constexpr (KW == 7) {
-      WindowTaps<R, 4, SW>(xr, wr, cp, acc);
-      WindowTaps<R, 3, SW>(xr + 4 * L, wr + 4 * cp, cp, acc);
+      WindowTaps<R, 4, SW, IN_PLACE>(xr, pix, wr, cp, acc);
+      WindowTaps<R, 3, SW, IN_PLACE>(xr + 4 * pix, pix, wr + 4 * cp, cp, acc);
     } else {
       int64_t j = 0;
-      for (; j + 4 <= kw; j += 4) WindowTaps<R, 4, SW>(xr + j * L, wr + j * cp, cp, acc);
+      for (; j + 4 <= kw; j += 4) WindowTaps<R, 4, SW, IN_PLACE>(xr + j * pix, pix, wr + j * cp, cp, acc);
       switch (kw - j) {
         case 3:
-          WindowTaps<R, 3, SW>(xr + j * L, wr + j * cp, cp, acc);
+          WindowTaps<R, 3, SW, IN_PLACE>(xr + j * pix, pix, wr + j * cp, cp, acc);
           break;
         case 2:
-          WindowTaps<R, 2, SW>(xr + j * L, wr + j * cp, cp, acc);
+          WindowTaps<R, 2, SW, IN_PLACE>(xr + j * pix, pix, wr + j * cp, cp, acc);
           break;
         case 1:
-          WindowTaps<R, 1, SW>(xr + j * L, wr + j * cp, cp, acc);
+          WindowTaps<R, 1, SW, IN_PLACE>(xr + j * pix, pix, wr + j * cp, cp, acc);
           break;
         default:
           break;
@@ -343,7 +358,7 @@ HWY_INLINE void NhwcPixelsWindow(const simd::NhwcPlan& pl, const float* HWY_REST
   }
 }
 
-template <int R, int KW, typename T>
+template <int R, int KW, bool IN_PLACE, typename T>
 HWY_INLINE void NhwcPixels(const simd::NhwcPlan& pl, const float* HWY_RESTRICT vs, const NhwcRows& rows,
                            const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t px0,
                            int64_t nvalid, T* HWY_RESTRICT yrow) {
@@ -352,11 +367,11 @@ HWY_INLINE void NhwcPixels(const simd::NhwcPlan& pl, const float* HWY_RESTRICT v
   hn::Vec<decltype(d)> acc[R];
   for (int r = 0; r < R; ++r) acc[r] = bias ? hn::Load(d, bias) : hn::Zero(d);
   if (pl.g.dw == 1 && pl.g.sw == 1) {
-    NhwcPixelsWindow<R, KW, 1>(pl, vs, rows, wt, px0, acc);
+    NhwcPixelsWindow<R, KW, 1, IN_PLACE>(pl, vs, rows, wt, px0, acc);
   } else if (pl.g.dw == 1 && pl.g.sw == 2) {
-    NhwcPixelsWindow<R, KW, 2>(pl, vs, rows, wt, px0, acc);
+    NhwcPixelsWindow<R, KW, 2, IN_PLACE>(pl, vs, rows, wt, px0, acc);
   } else {
-    NhwcPixelsStrided<R, KW>(pl, vs, rows, wt, px0, acc);
+    NhwcPixelsStrided<R, KW, IN_PLACE>(pl, vs, rows, wt, px0, acc);
   }
   const int64_t C = rows.ostride;
   if (nvalid >= L) {
@@ -378,14 +393,14 @@ HWY_INLINE void NhwcPixels(const simd::NhwcPlan& pl, const float* HWY_RESTRICT v
 // 25-50% of the FMA pipes); V channel vectors at once restore R*V chains.
 // Memory-operand form (any stride, dilation). ytile: the output row at
 // channel cv0.
-template <int R, int V, int KW, typename T>
+template <int R, int V, int KW, bool IN_PLACE, typename T>
 HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scratch, int64_t vplane,
                          const NhwcRows& rows, const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias,
                          int64_t px0, int64_t cv0, T* HWY_RESTRICT ytile) {
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
   const simd::NhwcGeom& g = pl.g;
-  const int64_t cp = pl.cp, kw = KW > 0 ? KW : g.kw, pstep = g.sw * L;
+  const int64_t cp = pl.cp, kw = KW > 0 ? KW : g.kw, pix = NhwcPix<IN_PLACE>(rows), pstep = g.sw * pix;
   const float* HWY_RESTRICT vs = scratch + (cv0 / L) * vplane;
   hn::Vec<decltype(d)> acc[V][R];
   for (int v = 0; v < V; ++v)
@@ -394,10 +409,11 @@ HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scr
     const float* HWY_RESTRICT xr = vs + rows.offset(i, g.dh) + px0 * pstep;
     const float* HWY_RESTRICT wr = wt + i * kw * cp + cv0;
     for (int64_t j = 0; j < kw; ++j) {
-      const float* HWY_RESTRICT xp = xr + j * g.dw * L;
+      const float* HWY_RESTRICT xp = xr + j * g.dw * pix;
       for (int v = 0; v < V; ++v) {
         const auto wv = hn::Load(d, wr + j * cp + v * L);
-        for (int r = 0; r < R; ++r) acc[v][r] = hn::MulAdd(wv, hn::Load(d, xp + v * vplane + r * pstep), acc[v][r]);
+        for (int r = 0; r < R; ++r)
+          acc[v][r] = hn::MulAdd(wv, NhwcLoad<IN_PLACE>(xp + v * vplane + r * pstep), acc[v][r]);
       }
     }
   }
@@ -408,16 +424,16 @@ HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scr
 // Output columns [0, bw) of the current row for one channel vector; yrow
 // points at its first channel. Pixel groups of 10 and 8 (the rest, if
 // `tail`: see NhwcTile).
-template <int KW, typename T>
+template <int KW, bool IN_PLACE, typename T>
 HWY_INLINE int64_t NhwcRow(const simd::NhwcPlan& pl, const float* vs, const NhwcRows& rows, const float* wt,
                            const float* bias, int64_t bw, int64_t nvalid, bool tail, T* yrow, NhwcPrefetch& pf) {
   int64_t px = 0;
-  for (; px + 10 <= bw; px += 10) pf.step(), NhwcPixels<10, KW>(pl, vs, rows, wt, bias, px, nvalid, yrow);
-  if (px + 8 <= bw) NhwcPixels<8, KW>(pl, vs, rows, wt, bias, px, nvalid, yrow), px += 8;
+  for (; px + 10 <= bw; px += 10) pf.step(), NhwcPixels<10, KW, IN_PLACE>(pl, vs, rows, wt, bias, px, nvalid, yrow);
+  if (px + 8 <= bw) NhwcPixels<8, KW, IN_PLACE>(pl, vs, rows, wt, bias, px, nvalid, yrow), px += 8;
   if (!tail) return px;
-  if (px + 4 <= bw) NhwcPixels<4, KW>(pl, vs, rows, wt, bias, px, nvalid, yrow), px += 4;
-  if (px + 2 <= bw) NhwcPixels<2, KW>(pl, vs, rows, wt, bias, px, nvalid, yrow), px += 2;
-  if (px < bw) NhwcPixels<1, KW>(pl, vs, rows, wt, bias, px, nvalid, yrow);
+  if (px + 4 <= bw) NhwcPixels<4, KW, IN_PLACE>(pl, vs, rows, wt, bias, px, nvalid, yrow), px += 4;
+  if (px + 2 <= bw) NhwcPixels<2, KW, IN_PLACE>(pl, vs, rows, wt, bias, px, nvalid, yrow), px += 2;
+  if (px < bw) NhwcPixels<1, KW, IN_PLACE>(pl, vs, rows, wt, bias, px, nvalid, yrow);
   return bw;
 }
 
@@ -427,7 +443,7 @@ HWY_INLINE int64_t NhwcRow(const simd::NhwcPlan& pl, const float* vs, const Nhwc
 // does all its pixels alone.
 // Channels [ca, nc) of the block (ca a multiple of L); yrow points at
 // channel ca of the output row.
-template <int KW, typename T>
+template <int KW, bool IN_PLACE, typename T>
 void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane, const NhwcRows& rows,
                  const float* wt, const float* bias, int64_t bw, int64_t ca, int64_t nc, T* yrow, NhwcPrefetch& pf) {
   const hn::ScalableTag<float> d;
@@ -435,8 +451,8 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
   const int64_t whole = (nc / L) * L;
   int64_t done = bw;
   for (int64_t cv = ca; cv < whole; cv += L)
-    done = NhwcRow<KW>(pl, scratch + (cv / L) * vplane, rows, wt + cv, bias ? bias + cv : nullptr, bw, L, false,
-                       yrow + (cv - ca), pf);
+    done = NhwcRow<KW, IN_PLACE>(pl, scratch + (cv / L) * vplane, rows, wt + cv, bias ? bias + cv : nullptr, bw, L,
+                                 false, yrow + (cv - ca), pf);
   for (int64_t px = done; px < bw;) {
     const int64_t left = bw - px;
     int64_t cv = ca;
@@ -447,8 +463,9 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
       auto tiles = [&](auto r) {
         constexpr int R = decltype(r)::value;
         for (; cv + 2 * L <= whole; cv += 2 * L)
-          NhwcTile<R, 2, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
-        for (; cv < whole; cv += L) NhwcTile<R, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+          NhwcTile<R, 2, KW, IN_PLACE>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+        for (; cv < whole; cv += L)
+          NhwcTile<R, 1, KW, IN_PLACE>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
       };
       if (left == 7) tiles(std::integral_constant<int, 7>());
       if (left == 6) tiles(std::integral_constant<int, 6>());
@@ -456,27 +473,71 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
       px += left;
     } else if (left >= 4) {
       for (; cv + 2 * L <= whole; cv += 2 * L)
-        NhwcTile<4, 2, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
-      for (; cv < whole; cv += L) NhwcTile<4, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+        NhwcTile<4, 2, KW, IN_PLACE>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+      for (; cv < whole; cv += L)
+        NhwcTile<4, 1, KW, IN_PLACE>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
       px += 4;
     } else if (left >= 2) {
       for (; cv + 4 * L <= whole; cv += 4 * L)
-        NhwcTile<2, 4, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
-      for (; cv < whole; cv += L) NhwcTile<2, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+        NhwcTile<2, 4, KW, IN_PLACE>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+      for (; cv < whole; cv += L)
+        NhwcTile<2, 1, KW, IN_PLACE>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
       px += 2;
     } else {
       for (; cv + 8 * L <= whole; cv += 8 * L)
-        NhwcTile<1, 8, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+        NhwcTile<1, 8, KW, IN_PLACE>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
       for (; cv + 4 * L <= whole; cv += 4 * L)
-        NhwcTile<1, 4, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
-      for (; cv < whole; cv += L) NhwcTile<1, 1, KW>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+        NhwcTile<1, 4, KW, IN_PLACE>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
+      for (; cv < whole; cv += L)
+        NhwcTile<1, 1, KW, IN_PLACE>(pl, scratch, vplane, rows, wt, bias, px, cv, yrow + (cv - ca));
       px += 1;
     }
   }
   if (whole < nc && whole >= ca)
-    NhwcRow<KW>(pl, scratch + (whole / L) * vplane, rows, wt + whole, bias ? bias + whole : nullptr, bw, nc - whole,
-                true, yrow + (whole - ca), pf);
+    NhwcRow<KW, IN_PLACE>(pl, scratch + (whole / L) * vplane, rows, wt + whole, bias ? bias + whole : nullptr, bw,
+                        nc - whole, true, yrow + (whole - ca), pf);
   pf.rest();  // what is left of the range, before the next row's copy
+}
+
+// In-place mode, output column ox of the current row, channels [ca, cz)
+// (whole vectors; xc: the image at channel 0 of the block, ypix: the output
+// pixel at channel ca): a column whose window crosses the left or right edge
+// of the input, so its taps are bounds checked. V channel vectors at a time
+// keep V chains of FMAs in flight (a single chain ran at a fifth of the
+// FMA rate); these are the pad_l + pad_r columns of each row.
+template <int V>
+HWY_INLINE void NhwcEdgeVectors(const simd::NhwcPlan& pl, const float* HWY_RESTRICT xc, const NhwcRows& rows,
+                                const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t ix0,
+                                int64_t j_lo, int64_t j_hi, int64_t cv, float* HWY_RESTRICT y) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const simd::NhwcGeom& g = pl.g;
+  hn::Vec<decltype(d)> acc[V];
+  for (int v = 0; v < V; ++v) acc[v] = bias ? hn::Load(d, bias + cv + v * L) : hn::Zero(d);
+  for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
+    const float* HWY_RESTRICT xr = xc + rows.offset(i, g.dh) + cv;
+    const float* HWY_RESTRICT wr = wt + i * g.kw * pl.cp + cv;
+    for (int64_t j = j_lo; j < j_hi; ++j) {
+      const float* HWY_RESTRICT xp = xr + (ix0 + j * g.dw) * rows.pix;
+      for (int v = 0; v < V; ++v)
+        acc[v] = hn::MulAdd(hn::Load(d, wr + j * pl.cp + v * L), hn::LoadU(d, xp + v * L), acc[v]);
+    }
+  }
+  for (int v = 0; v < V; ++v) hn::StoreU(acc[v], d, y + v * L);
+}
+inline void NhwcEdgeColumn(const simd::NhwcPlan& pl, const float* HWY_RESTRICT xc, const NhwcRows& rows,
+                           const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t ox, int64_t ca,
+                           int64_t cz, float* HWY_RESTRICT ypix) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const simd::NhwcGeom& g = pl.g;
+  const int64_t ix0 = ox * g.sw - g.pl;
+  const int64_t j_lo = ix0 >= 0 ? 0 : simd::ceil_div(-ix0, g.dw);
+  const int64_t j_hi = ix0 >= g.in_w ? 0 : std::min(g.kw, (g.in_w - 1 - ix0) / g.dw + 1);
+  int64_t cv = ca;
+  for (; cv + 8 * L <= cz; cv += 8 * L) NhwcEdgeVectors<8>(pl, xc, rows, wt, bias, ix0, j_lo, j_hi, cv, ypix + cv - ca);
+  for (; cv + 2 * L <= cz; cv += 2 * L) NhwcEdgeVectors<2>(pl, xc, rows, wt, bias, ix0, j_lo, j_hi, cv, ypix + cv - ca);
+  for (; cv < cz; cv += L) NhwcEdgeVectors<1>(pl, xc, rows, wt, bias, ix0, j_lo, j_hi, cv, ypix + cv - ca);
 }
 
 // Weights [C][kh*kw] (storage type) -> [kh*kw][cp] fp32 (zero beyond C),
@@ -555,6 +616,11 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
   const T* xend = x + N * g.src_h * g.src_w * g.cin;
   const int64_t ext_h = (g.kh - 1) * g.dh + 1;
   bool pad_cols_zeroed = false;  // whole mode: this thread's scratch padding columns
+  const bool in_place = std::is_same_v<T, float> && pl.in_place;
+  // In-place mode: output columns [int_lo, int_hi) of the image read no padding.
+  const int64_t last_tap = (g.kw - 1) * g.dw;
+  const int64_t int_lo = g.pl <= 0 ? 0 : simd::ceil_div(g.pl, g.sw);
+  const int64_t int_hi = g.in_w - 1 - last_tap + g.pl < 0 ? 0 : (g.in_w - 1 - last_tap + g.pl) / g.sw + 1;
 #pragma omp for schedule(dynamic, 1)
   for (int64_t task = 0; task < tasks; ++task) {
     int64_t t = task;
@@ -591,18 +657,47 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
     auto row_all_c = [&](int64_t r, int64_t ca, int64_t cz, NhwcPrefetch& pf, int64_t srow = 0,
                          int64_t spitch = 0) {
       NhwcRows rows = rows_of(r);
-      auto run = [&](auto* yrow) {
-        switch (g.kw) {  // compile-time tap loops for the common widths
-          case 3:
-            return NhwcRowAllC<3>(pl, scratch, vplane, rows, wtc, bc, bw, ca, cz, yrow, pf);
-          case 5:
-            return NhwcRowAllC<5>(pl, scratch, vplane, rows, wtc, bc, bw, ca, cz, yrow, pf);
-          case 7:
-            return NhwcRowAllC<7>(pl, scratch, vplane, rows, wtc, bc, bw, ca, cz, yrow, pf);
-          default:
-            return NhwcRowAllC<0>(pl, scratch, vplane, rows, wtc, bc, bw, ca, cz, yrow, pf);
+      auto run_with = [&](auto in_place_tag, const float* src, int64_t splane, int64_t cols, auto* yrow) {
+        constexpr bool kInPlace = decltype(in_place_tag)::value;
+        if constexpr (kInPlace) {  // at most 9 taps (plan_nhwc)
+          if (g.kw == 3) return NhwcRowAllC<3, true>(pl, src, splane, rows, wtc, bc, cols, ca, cz, yrow, pf);
+          return NhwcRowAllC<0, true>(pl, src, splane, rows, wtc, bc, cols, ca, cz, yrow, pf);
+        } else {
+          switch (g.kw) {  // compile-time tap loops for the common widths
+            case 3:
+              return NhwcRowAllC<3, false>(pl, src, splane, rows, wtc, bc, cols, ca, cz, yrow, pf);
+            case 5:
+              return NhwcRowAllC<5, false>(pl, src, splane, rows, wtc, bc, cols, ca, cz, yrow, pf);
+            case 7:
+              return NhwcRowAllC<7, false>(pl, src, splane, rows, wtc, bc, cols, ca, cz, yrow, pf);
+            default:
+              return NhwcRowAllC<0, false>(pl, src, splane, rows, wtc, bc, cols, ca, cz, yrow, pf);
+          }
         }
       };
+      auto run = [&](auto* yrow) { run_with(std::false_type(), scratch, vplane, bw, yrow); };
+      if constexpr (std::is_same_v<T, float>) {
+        if (in_place) {
+          // Tap row i reads input row top + i*dh of the image; columns
+          // [a, b) of the block have their whole window inside the input
+          // and take the register-window compute, the others (the padding
+          // columns) NhwcEdgeColumn.
+          rows.in_place = true, rows.pix = g.cin;
+          rows.rel0 = (oy0 + r) * g.sh - g.pt, rows.row_floats = g.src_w * g.cin, rows.ostride = g.c;
+          float* yrow = y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0 + ca;
+          const float* xc = xn + c0;
+          const int64_t a = std::min(bw, std::max<int64_t>(0, int_lo - ox0));
+          const int64_t b = std::max(a, std::min(bw, int_hi - ox0));
+          for (int64_t px = 0; px < a; ++px) NhwcEdgeColumn(pl, xc, rows, wtc, bc, ox0 + px, ca, cz, yrow + px * g.c);
+          if (a < b) {
+            run_with(std::true_type(), xc + ((ox0 + a) * g.sw - g.pl) * g.cin, L, b - a, yrow + a * g.c);
+          } else {
+            pf.rest();
+          }
+          for (int64_t px = b; px < bw; ++px) NhwcEdgeColumn(pl, xc, rows, wtc, bc, ox0 + px, ca, cz, yrow + px * g.c);
+          return;
+        }
+      }
       if (g.nchw) {
         rows.ostride = spitch;
         return run(stage + srow * bw * spitch);
@@ -622,7 +717,7 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       // Whole mode has one column block, so the padding columns sit at the
       // same places in every task: zeroed once per thread and call, not per
       // row (on 7x7 images 6 of 13 columns; 7 % of the time).
-      if (!pad_cols_zeroed) {
+      if (!pad_cols_zeroed && !in_place) {
         const NhwcInside inside(ix0, wp, g.in_w);
         for (int64_t row = 0; row < pl.slots; ++row)
           NhwcZeroPadCols(scratch + row * wp * L, simd::ceil_div(pl.cb, L), vplane, inside, wp);
@@ -630,7 +725,9 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       }
       const NhwcInside inside(ix0, wp, g.in_w);
       const int64_t iy_lo = std::max<int64_t>(base, 0), iy_hi = std::min(base + rows_in, g.in_h);
-      if (g.nchw && g.uh == 1 && g.uw == 1 && inside.lo == -ix0 && inside.hi == g.in_w - ix0) {
+      if (in_place) {
+        // nothing to copy
+      } else if (g.nchw && g.uh == 1 && g.uw == 1 && inside.lo == -ix0 && inside.hi == g.in_w - ix0) {
         if (iy_lo < iy_hi) NhwcCopyRowsNchw(g, xn, xend, iy_lo, iy_hi, base, ix0, wp, c0, nc, vplane, scratch);
       } else {
         for (int64_t iy = base; iy < base + rows_in; ++iy)
@@ -686,7 +783,7 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
     int64_t next_in = base;  // first input row not copied yet
     for (int64_t r = 0; r < ry; ++r) {
       const int64_t top = (oy0 + r) * g.sh - g.pt;
-      for (int64_t iy = std::max(next_in, top); iy < top + ext_h; ++iy)
+      for (int64_t iy = std::max(next_in, top); iy < top + ext_h && !in_place; ++iy)
         NhwcCopyRow(pl, xn, xend, iy, ix0, wp, c0, nc, vplane, scratch + ((iy - base) % pl.slots) * wp * L);
       next_in = top + ext_h;
       if (g.nchw) {

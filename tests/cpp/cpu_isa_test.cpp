@@ -68,6 +68,14 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(1, 8, 21, 18, 5, 5, 2, 2),        // NHWC grad-input at stride 2 (upsampled dy)
       conv2d_shape(1, 51, 6, 6, 5, 5, 1, 2),         // NHWC rows of 6: pairs of vectors, a single, a partial
       conv2d_shape(2, 40, 5, 5, 3, 3, 1, 1),         // NHWC rows of 5 at kw = 3
+      // NHWC in-place mode (fp32, C a multiple of 16, stride 1, at most 9 taps):
+      conv2d_shape(2, 32, 9, 23, 3, 3, 1, 1),        // pixel groups, tiles and both edges
+      conv2d_shape(1, 48, 12, 12, 3, 3, 1, 2, 2),    // dilation 2
+      conv2d_shape(1, 16, 6, 5, 3, 3, 1, 4),         // padding beyond the kernel (grad-input: negative)
+      conv2d_shape(1, 144, 7, 7, 3, 3, 1, 1),        // whole-image mode, channel groups
+      conv2d_shape(1, 1024, 4, 40, 3, 3, 1, 1),      // column blocks
+      conv2d_shape(1, 32, 3, 2, 3, 3, 1, 1),         // no interior column
+      conv1d_shape(2, 32, 50, 4, 1, 0, 1, 1, true),  // causal
   };
   Shape asym = conv2d_shape(1, 3, 11, 12, 3, 5, 1, 0);
   asym.pad_top = 2, asym.pad_bottom = 0, asym.pad_left = 0, asym.pad_right = 3;
@@ -76,6 +84,9 @@ std::vector<Shape> isa_shapes() {
   mix.stride_h = 2, mix.stride_w = 1, mix.dil_h = 1, mix.dil_w = 2, mix.pad_top = 1, mix.pad_bottom = 3,
   mix.pad_left = 2, mix.pad_right = 2;
   v.push_back(mix);
+  Shape in_place_asym = conv2d_shape(2, 64, 10, 17, 2, 3, 1, 0);  // in-place mode, even and asymmetric
+  in_place_asym.pad_top = 0, in_place_asym.pad_bottom = 1, in_place_asym.pad_left = 0, in_place_asym.pad_right = 2;
+  v.push_back(in_place_asym);
   return v;
 }
 
