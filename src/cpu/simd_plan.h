@@ -381,10 +381,11 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   }
   // In-place mode: fp32 NHWC (the caller checks the type) at multiplier 1
   // without upsampling, whole channel vectors, stride 1 and at most 9 taps.
-  // Batch 1, 2 threads, against the scratch copy: k3 stride 1 1.05-1.35x
-  // (all MobileNetV2 / EfficientNet-B0 k3 s1 shapes but one 112x112 run),
-  // 1D k4 1.04-1.30x; stride 2 0.82-0.93x, k5 0.9-1.14x, k7 0.88-1.04x,
-  // which keep the copy (its reads are contiguous, the compute's from L1).
+  // Batch 1, 2 threads, against the scratch copy (min of 3 interleaved
+  // runs): forward k3 stride 1 1.05-1.28x on every MobileNetV2,
+  // EfficientNet-B0 and seed k3 s1 shape but 384x64x64 (0.94x), geomean
+  // 1.10x; grad-input 0.84-1.35x, geomean 1.07x; 1D k4 1.04-1.30x. Stride
+  // 2 (0.82-0.93x), k5 (0.90-1.14x) and k7 (0.88-1.04x) keep the copy.
   best.in_place = !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 16 == 0 && best.cb % 16 == 0 &&
                   g.sh == 1 && g.sw == 1 && g.kh * g.kw <= 9;
   if (balance) {
