@@ -503,8 +503,9 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
 // (whole vectors; xc: the image at channel 0 of the block, ypix: the output
 // pixel at channel ca): a column whose window crosses the left or right edge
 // of the input, so its taps are bounds checked. V channel vectors at a time
-// keep V chains of FMAs in flight (a single chain ran at a fifth of the
-// FMA rate); these are the pad_l + pad_r columns of each row.
+// keep V chains of FMAs in flight (one chain alone is latency bound: a fifth
+// of the FMA rate on the build machine); these are the pad_l + pad_r
+// columns of each row.
 template <int V>
 HWY_INLINE void NhwcEdgeVectors(const simd::NhwcPlan& pl, const float* HWY_RESTRICT xc, const NhwcRows& rows,
                                 const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t ix0,
