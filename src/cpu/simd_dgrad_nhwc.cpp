@@ -42,7 +42,9 @@ HWY_EXPORT(DgradNhwc);
 
 namespace {
 simd::NhwcGeom geometry(const Params& p) {
-  return p.layout == Layout::nchw ? simd::nchw_blocked_grad_input(p.shape) : simd::nhwc_grad_input(p.shape);
+  simd::NhwcGeom g = p.layout == Layout::nchw ? simd::nchw_blocked_grad_input(p.shape) : simd::nhwc_grad_input(p.shape);
+  g.f32 = p.dtype == DType::f32;
+  return g;
 }
 bool accepts(const Params& p, Layout layout) {
   return p.layout == layout && p.shape.multiplier == 1 && simd::simd_dtype(p.dtype) &&

@@ -48,7 +48,9 @@ HWY_EXPORT(FwdNhwc);
 
 namespace {
 simd::NhwcGeom geometry(const Params& p) {
-  return p.layout == Layout::nchw ? simd::nchw_blocked_forward(p.shape) : simd::nhwc_forward(p.shape);
+  simd::NhwcGeom g = p.layout == Layout::nchw ? simd::nchw_blocked_forward(p.shape) : simd::nhwc_forward(p.shape);
+  g.f32 = p.dtype == DType::f32;
+  return g;
 }
 bool accepts(const Params& p, Layout layout) {
   return p.layout == layout && simd::simd_dtype(p.dtype) && simd::simd_geometry(p.shape) &&

@@ -201,12 +201,11 @@ struct NhwcRows {
   int64_t rel0, slots, row_floats;  // row_floats = wp * L
   int64_t i_lo, i_hi, i_step;
   int64_t ostride;  // output pixel pitch: C (NHWC), or the NCHW stage's
-  bool in_place = false;
   int64_t pix = 0;  // in-place mode: pixel pitch of the input (C)
+  template <bool IN_PLACE>
   HWY_INLINE int64_t offset(int64_t i, int64_t dh) const {
     int64_t s = rel0 + i * dh;
-    if (in_place) return s * row_floats;
-    if (s >= slots) s -= slots;
+    if (!IN_PLACE && s >= slots) s -= slots;
     return s * row_floats;
   }
 };
@@ -269,7 +268,7 @@ HWY_INLINE void NhwcPixelsStrided(const simd::NhwcPlan& pl, const float* HWY_RES
   const int64_t cp = pl.cp, kw = KW > 0 ? KW : g.kw, pix = NhwcPix<IN_PLACE>(rows);
   const int64_t pstep = g.sw * pix;
   for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
-    const float* HWY_RESTRICT xr = vs + rows.offset(i, g.dh) + px0 * pstep;
+    const float* HWY_RESTRICT xr = vs + rows.template offset<IN_PLACE>(i, g.dh) + px0 * pstep;
     const float* HWY_RESTRICT wr = wt + i * kw * cp;
     for (int64_t j = 0; j < kw; ++j) {
       const auto wv = hn::Load(d, wr + j * cp);
@@ -328,7 +327,7 @@ HWY_INLINE void NhwcPixelsWindow(const simd::NhwcPlan& pl, const float* HWY_REST
   const simd::NhwcGeom& g = pl.g;
   const int64_t cp = pl.cp, kw = KW > 0 ? KW : g.kw, pix = NhwcPix<IN_PLACE>(rows);
   for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
-    const float* HWY_RESTRICT xr = vs + rows.offset(i, g.dh) + px0 * SW * pix;
+    const float* HWY_RESTRICT xr = vs + rows.template offset<IN_PLACE>(i, g.dh) + px0 * SW * pix;
     const float* HWY_RESTRICT wr = wt + i * kw * cp;
     if constexpr (KW == 3) {
       WindowTaps<R, 3, SW, IN_PLACE>(xr, pix, wr, cp, acc);
@@ -406,7 +405,7 @@ HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scr
   for (int v = 0; v < V; ++v)
     for (int r = 0; r < R; ++r) acc[v][r] = bias ? hn::Load(d, bias + cv0 + v * L) : hn::Zero(d);
   for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
-    const float* HWY_RESTRICT xr = vs + rows.offset(i, g.dh) + px0 * pstep;
+    const float* HWY_RESTRICT xr = vs + rows.template offset<IN_PLACE>(i, g.dh) + px0 * pstep;
     const float* HWY_RESTRICT wr = wt + i * kw * cp + cv0;
     for (int64_t j = 0; j < kw; ++j) {
       const float* HWY_RESTRICT xp = xr + j * g.dw * pix;
@@ -516,7 +515,7 @@ HWY_INLINE void NhwcEdgeVectors(const simd::NhwcPlan& pl, const float* HWY_RESTR
   hn::Vec<decltype(d)> acc[V];
   for (int v = 0; v < V; ++v) acc[v] = bias ? hn::Load(d, bias + cv + v * L) : hn::Zero(d);
   for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
-    const float* HWY_RESTRICT xr = xc + rows.offset(i, g.dh) + cv;
+    const float* HWY_RESTRICT xr = xc + rows.template offset<true>(i, g.dh) + cv;
     const float* HWY_RESTRICT wr = wt + i * g.kw * pl.cp + cv;
     for (int64_t j = j_lo; j < j_hi; ++j) {
       const float* HWY_RESTRICT xp = xr + (ix0 + j * g.dw) * rows.pix;
@@ -683,7 +682,7 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
           // [a, b) of the block have their whole window inside the input
           // and take the register-window compute, the others (the padding
           // columns) NhwcEdgeColumn.
-          rows.in_place = true, rows.pix = g.cin;
+          rows.pix = g.cin;
           rows.rel0 = (oy0 + r) * g.sh - g.pt, rows.row_floats = g.src_w * g.cin, rows.ostride = g.c;
           float* yrow = y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0 + ca;
           const float* xc = xn + c0;
@@ -784,8 +783,9 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
     int64_t next_in = base;  // first input row not copied yet
     for (int64_t r = 0; r < ry; ++r) {
       const int64_t top = (oy0 + r) * g.sh - g.pt;
-      for (int64_t iy = std::max(next_in, top); iy < top + ext_h && !in_place; ++iy)
-        NhwcCopyRow(pl, xn, xend, iy, ix0, wp, c0, nc, vplane, scratch + ((iy - base) % pl.slots) * wp * L);
+      if (!in_place)
+        for (int64_t iy = std::max(next_in, top); iy < top + ext_h; ++iy)
+          NhwcCopyRow(pl, xn, xend, iy, ix0, wp, c0, nc, vplane, scratch + ((iy - base) % pl.slots) * wp * L);
       next_in = top + ext_h;
       if (g.nchw) {
         const int64_t spitch = simd::round_up(nc, L);

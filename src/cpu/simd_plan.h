@@ -229,6 +229,7 @@ struct NhwcGeom {
   int64_t src_h, src_w, uh, uw;
   int64_t cin, m;
   bool nchw = false;
+  bool f32 = false;  // fp32 storage: the in-place mode can read the source as it is
 };
 inline NhwcGeom nhwc_forward(const Shape& s) {
   return {s.h,     s.w,     s.out_h(),   s.out_w(),  s.out_c(), s.kh, s.kw, s.stride_h, s.stride_w,
@@ -379,15 +380,16 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
     best.scratch_floats = round_up(rows_all * wp_full * best.cbp + 64, 16);
     break;
   }
-  // In-place mode: fp32 NHWC (the caller checks the type) at multiplier 1
+  // In-place mode: fp32 NHWC at multiplier 1
   // without upsampling, whole channel vectors, stride 1 and at most 9 taps.
   // Batch 1, 2 threads, against the scratch copy (min of 3 interleaved
   // runs): forward k3 stride 1 1.05-1.28x on every MobileNetV2,
   // EfficientNet-B0 and seed k3 s1 shape but 384x64x64 (0.94x), geomean
   // 1.10x; grad-input 0.84-1.35x, geomean 1.07x; 1D k4 1.04-1.30x. Stride
   // 2 (0.82-0.93x), k5 (0.90-1.14x) and k7 (0.88-1.04x) keep the copy.
-  best.in_place = !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 16 == 0 && best.cb % 16 == 0 &&
-                  g.sh == 1 && g.sw == 1 && g.kh * g.kw <= 9;
+  best.in_place = g.f32 && !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 16 == 0 &&
+                  best.cb % 16 == 0 && g.sh == 1 && g.sw == 1 && g.kh * g.kw <= 9;
+  if (best.in_place) best.scratch_floats = 16;  // no copy: the scratch goes unused
   if (balance) {
     const int64_t others = n * best.nbx * best.ncb;
     const int64_t want = ceil_div(4 * int64_t(threads), std::max<int64_t>(1, others));
