@@ -455,10 +455,12 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
   for (int64_t px = done; px < bw;) {
     const int64_t left = bw - px;
     int64_t cv = ca;
-    if (left >= 5 && left <= 7) {
+    if (left == 3 || (left >= 5 && left <= 7)) {
       // A whole narrow row (7x7 ConvNeXt stage 4): all its pixels x 2
       // vectors, 10-14 chains at 1 + 1/left loads per FMA, where 4x2 + 2x4
-      // + 1x8 tiles needed up to 2.
+      // + 1x8 tiles needed up to 2. Three pixels (the 3x3 output of the
+      // seeds' k110): 6 chains, where a block of two vectors took 2x1 and
+      // 1x1 tiles (2 and 1 chains).
       auto tiles = [&](auto r) {
         constexpr int R = decltype(r)::value;
         for (; cv + 2 * L <= whole; cv += 2 * L)
@@ -469,6 +471,7 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
       if (left == 7) tiles(std::integral_constant<int, 7>());
       if (left == 6) tiles(std::integral_constant<int, 6>());
       if (left == 5) tiles(std::integral_constant<int, 5>());
+      if (left == 3) tiles(std::integral_constant<int, 3>());
       px += left;
     } else if (left >= 4) {
       for (; cv + 2 * L <= whole; cv += 2 * L)

@@ -68,7 +68,7 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(1, 8, 21, 18, 5, 5, 2, 2),        // NHWC grad-input at stride 2 (upsampled dy)
       conv2d_shape(1, 51, 6, 6, 5, 5, 1, 2),         // NHWC rows of 6: pairs of vectors, a single, a partial
       conv2d_shape(2, 40, 5, 5, 3, 3, 1, 1),         // NHWC rows of 5 at kw = 3
-      // NHWC in-place mode (fp32, C a multiple of 16, stride 1, at most 9 taps):
+      // NHWC in-place mode (fp32, C a multiple of 16, stride 1, at most 9 taps or a narrow valid output):
       conv2d_shape(2, 32, 9, 23, 3, 3, 1, 1),        // pixel groups, tiles and both edges
       conv2d_shape(1, 48, 12, 12, 3, 3, 1, 2, 2),    // dilation 2
       conv2d_shape(1, 16, 6, 5, 3, 3, 1, 4),         // padding beyond the kernel (grad-input: negative)
@@ -76,6 +76,8 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(1, 1024, 4, 40, 3, 3, 1, 1),      // column blocks
       conv2d_shape(1, 32, 3, 2, 3, 3, 1, 1),         // no interior column
       conv1d_shape(2, 32, 50, 4, 1, 0, 1, 1, true),  // causal
+      conv2d_shape(1, 32, 14, 15, 12, 12, 1, 0),     // output narrower than the kernel, no padding: 3x4
+      conv2d_shape(2, 16, 20, 9, 7, 7, 1, 0),        // the same, 14x3 output (the scratch copy at bf16)
   };
   Shape asym = conv2d_shape(1, 3, 11, 12, 3, 5, 1, 0);
   asym.pad_top = 2, asym.pad_bottom = 0, asym.pad_left = 0, asym.pad_right = 3;
