@@ -543,6 +543,142 @@ inline void NhwcEdgeColumn(const simd::NhwcPlan& pl, const float* HWY_RESTRICT x
   for (; cv < cz; cv += L) NhwcEdgeVectors<1>(pl, xc, rows, wt, bias, ix0, j_lo, j_hi, cv, ypix + cv - ca);
 }
 
+// Narrow mode (NhwcPlan::narrow: in place, an output narrower than the
+// kernel, no padding column, dilation 1 down H, fp32): output rows
+// [oy, oy + RY) x columns [ox, ox + R) of one channel vector in registers,
+// walked by input row. Input row t of the tile's window feeds output row r
+// with tap row t - r, so each input load serves RY outputs and each weight
+// load R: (RY + R) loads per RY*R FMAs (3x3: 0.67; one output row at a time,
+// NhwcTile 3 x 2, needs 1.33) in RY*R chains. wrow[r]: tap row t - r of the
+// vector's weights ([kw] x ldw floats), null where it is not a tap row.
+template <int RY, int R>
+HWY_INLINE void NhwcNarrowRow(const simd::NhwcPlan& pl, const float* HWY_RESTRICT xrow,
+                              const float* const* wrow, int64_t ldw, float* HWY_RESTRICT acc_mem) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const simd::NhwcGeom& g = pl.g;
+  const int64_t kw = g.kw, pix = g.cin, pstep = g.dw * pix;
+  hn::Vec<decltype(d)> acc[RY][R];
+  for (int r = 0; r < RY; ++r)
+    for (int q = 0; q < R; ++q) acc[r][q] = hn::Load(d, acc_mem + (r * R + q) * L);
+  bool all = true;
+  for (int r = 0; r < RY; ++r) all = all && wrow[r] != nullptr;
+  auto taps = [&](auto all_live) {
+    constexpr bool kAll = decltype(all_live)::value;
+    const float* HWY_RESTRICT xp = xrow;
+    for (int64_t j = 0; j < kw; ++j, xp += pstep) {
+      hn::Vec<decltype(d)> xv[R];
+      for (int q = 0; q < R; ++q) xv[q] = hn::LoadU(d, xp + q * pix);
+      for (int r = 0; r < RY; ++r) {
+        if (!kAll && wrow[r] == nullptr) continue;
+        const auto wv = hn::Load(d, wrow[r] + j * ldw);
+        for (int q = 0; q < R; ++q) acc[r][q] = hn::MulAdd(wv, xv[q], acc[r][q]);
+      }
+    }
+  };
+  if (all) {
+    taps(std::true_type());
+  } else {
+    taps(std::false_type());
+  }
+  for (int r = 0; r < RY; ++r)
+    for (int q = 0; q < R; ++q) hn::Store(acc[r][q], d, acc_mem + (r * R + q) * L);
+}
+// Tap row i of channels [0, nc) (nc a multiple of L; w at the first of
+// them, [C][kh*kw] fp32) -> dst [kw][ldw], by L x L transposes.
+HWY_INLINE void NhwcNarrowArrangeRow(const simd::NhwcGeom& g, const float* HWY_RESTRICT w, int64_t i, int64_t nc,
+                                     float* HWY_RESTRICT dst, int64_t ldw) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const int64_t kk = g.kh * g.kw, kw = g.kw;
+  hn::Vec<decltype(d)> v[hn::MaxLanes(d)];
+  for (int64_t c = 0; c < nc; c += L) {
+    const float* src = w + c * kk + i * kw;
+    int64_t j0 = 0;
+    for (; j0 + L <= kw; j0 += L) {
+      for (int64_t l = 0; l < L; ++l) v[l] = hn::LoadU(d, src + l * kk + j0);
+      Transpose(d, v);
+      for (int64_t j = 0; j < L; ++j) hn::Store(v[j], d, dst + (j0 + j) * ldw + c);
+    }
+    for (int64_t j = j0; j < kw; ++j)
+      for (int64_t l = 0; l < L; ++l) dst[j * ldw + c + l] = src[l * kk + j];
+  }
+}
+// The tile's output rows [oy, oy + RY) x columns [ox, ox + R), channels
+// [0, nc) of the block (xc, w, wt, bias and yn at its first channel).
+// Weights from wt (NhwcArrange's [kh*kw][cp]), or when wt is null
+// (NhwcPlan::narrow_row_weights: one tile per channel block) straight from
+// the caller's [C][kh*kw], each tap row arranged into the per-thread wbuf
+// (RY rows of kw x up to 8 vectors) when the walk reaches it: arranging
+// them all up front wrote and re-read as many bytes as the input, for one
+// use (s000 k110, batch 1, 2 threads, data in cache, 3 interleaved runs:
+// 0.33-0.36 -> 0.27 ms; at batch 2 and 16, where NhwcArrange serves every
+// image, 1.0-1.1x and 0.75x, so they keep it).
+template <int RY, int R>
+void NhwcNarrowTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT xc, const float* HWY_RESTRICT w,
+                    const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t oy, int64_t ox,
+                    int64_t nc, float* HWY_RESTRICT wbuf, float* HWY_RESTRICT yn) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const simd::NhwcGeom& g = pl.g;
+  const int64_t kk = g.kh * g.kw;
+  constexpr int64_t kGroup = simd::kNhwcGroup / 16;  // vectors whose accumulators a pass keeps
+  HWY_ALIGN float acc_mem[kGroup * RY * R * hn::MaxLanes(d)];
+  const int64_t top = oy * g.sh - g.pt;  // the tile's first input row (tap row 0 of output row oy)
+  const int64_t t_lo = std::max<int64_t>(0, -top), t_hi = std::min<int64_t>(RY - 1 + g.kh, g.in_h - top);
+  for (int64_t ca = 0; ca < nc; ca += kGroup * L) {
+    const int64_t cz = std::min(nc, ca + kGroup * L), nv = (cz - ca) / L, ldw = wt ? pl.cp : cz - ca;
+    for (int64_t v = 0; v < nv; ++v)
+      for (int k = 0; k < RY * R; ++k)
+        hn::Store(bias ? hn::LoadU(d, bias + ca + v * L) : hn::Zero(d), d, acc_mem + (v * RY * R + k) * L);
+    for (int64_t i = std::max<int64_t>(0, t_lo - (RY - 1)); i < std::min(t_lo, g.kh) && !wt; ++i)
+      NhwcNarrowArrangeRow(g, w + ca * kk, i, cz - ca, wbuf + (i % RY) * g.kw * ldw, ldw);
+    // Tap row i of the vector at ca + v*L.
+    auto tap_row = [&](int64_t i, int64_t v) {
+      return wt ? wt + i * g.kw * ldw + ca + v * L : wbuf + (i % RY) * g.kw * ldw + v * L;
+    };
+    for (int64_t t = t_lo; t < t_hi; ++t) {
+      if (t < g.kh && !wt) NhwcNarrowArrangeRow(g, w + ca * kk, t, cz - ca, wbuf + (t % RY) * g.kw * ldw, ldw);
+      const float* xrow = xc + ((top + t) * g.src_w + ox * g.sw - g.pl) * g.cin + ca;
+      for (int64_t v = 0; v < nv; ++v) {
+        const float* wrow[RY];
+        for (int r = 0; r < RY; ++r)
+          wrow[r] = t - r >= 0 && t - r < g.kh ? tap_row(t - r, v) : nullptr;
+        NhwcNarrowRow<RY, R>(pl, xrow + v * L, wrow, ldw, acc_mem + v * RY * R * L);
+      }
+    }
+    for (int64_t v = 0; v < nv; ++v)
+      for (int r = 0; r < RY; ++r)
+        for (int q = 0; q < R; ++q)
+          hn::StoreU(hn::Load(d, acc_mem + (v * RY * R + r * R + q) * L), d,
+                     yn + ((oy + r) * g.out_w + ox + q) * g.c + ca + v * L);
+  }
+}
+// Rows [oy0, oy0 + ry) x columns [ox0, ox0 + bw) in tiles of up to 3 x 3.
+inline void NhwcNarrow(const simd::NhwcPlan& pl, const float* xc, const float* w, const float* wt,
+                       const float* bias, int64_t oy0, int64_t ry, int64_t ox0, int64_t bw, int64_t nc, float* wbuf,
+                       float* yn) {
+  for (int64_t oy = oy0; oy < oy0 + ry;) {
+    const int64_t rows = std::min<int64_t>(3, oy0 + ry - oy);
+    for (int64_t ox = ox0; ox < ox0 + bw;) {
+      const int64_t cols = std::min<int64_t>(3, ox0 + bw - ox);
+      auto tile = [&](auto ry_tag, auto r_tag) {
+        NhwcNarrowTile<decltype(ry_tag)::value, decltype(r_tag)::value>(pl, xc, w, wt, bias, oy, ox, nc, wbuf, yn);
+      };
+      auto with_cols = [&](auto ry_tag) {
+        if (cols == 3) return tile(ry_tag, std::integral_constant<int, 3>());
+        if (cols == 2) return tile(ry_tag, std::integral_constant<int, 2>());
+        return tile(ry_tag, std::integral_constant<int, 1>());
+      };
+      if (rows == 3) with_cols(std::integral_constant<int, 3>());
+      if (rows == 2) with_cols(std::integral_constant<int, 2>());
+      if (rows == 1) with_cols(std::integral_constant<int, 1>());
+      ox += cols;
+    }
+    oy += rows;
+  }
+}
+
 // Weights [C][kh*kw] (storage type) -> [kh*kw][cp] fp32 (zero beyond C),
 // optionally flipped; bias -> [cp]. Inside an omp parallel region.
 template <typename T>
@@ -612,7 +748,10 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
   const simd::NhwcGeom& g = pl.g;
-  NhwcArrange(pl, w, b, flip, wt, b ? bias : nullptr);  // ends with a barrier
+  // Narrow mode arranges the weights itself, a tap row at a time.
+  const bool narrow = std::is_same_v<T, float> && pl.narrow && !flip;
+  const bool row_weights = narrow && pl.narrow_row_weights;
+  if (!row_weights) NhwcArrange(pl, w, b, flip, wt, b ? bias : nullptr);  // ends with a barrier
   float* scratch = ws + int64_t(omp_get_thread_num()) * (pl.scratch_floats + pl.stage_floats);
   float* stage = scratch + pl.scratch_floats;  // NCHW only
   const int64_t tasks = N * pl.nby * pl.nbx * pl.ncb;
@@ -643,6 +782,13 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
     const float* bc = b ? bias + c0 : nullptr;
     // Input row iy lives in slot (iy - base) mod slots.
     const int64_t base = oy0 * g.sh - g.pt;
+    if constexpr (std::is_same_v<T, float>) {
+      if (narrow) {
+        NhwcNarrow(pl, xn + c0, w + c0 * g.kh * g.kw, row_weights ? nullptr : wtc, b ? b + c0 : nullptr, oy0, ry,
+                   ox0, bw, nc, scratch, y + n * g.out_h * g.out_w * g.c + c0);
+        continue;
+      }
+    }
     auto rows_of = [&](int64_t r) {
       const int64_t top = (oy0 + r) * g.sh - g.pt;
       const int64_t i_lo = top >= 0 ? 0 : simd::ceil_div(-top, g.dh);

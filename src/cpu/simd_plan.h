@@ -287,6 +287,9 @@ struct NhwcPlan {
   bool whole = false;                // slots hold all rows of any task (no rolling)
   // The compute reads the input itself, no scratch copy (see NhwcConv).
   bool in_place = false;
+  // In place, output narrower than the kernel: NhwcNarrow's row tiles, and
+  // whether they arrange their own weights (see NhwcNarrowTile).
+  bool narrow = false, narrow_row_weights = false;
   int64_t scratch_floats = 0;
   // NCHW only: per-thread fp32 output stage ([pixel][channel], see
   // stage_pitch) that NchwFlush transposes into the output.
@@ -397,9 +400,15 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
                   best.cb % 16 == 0 && g.sh == 1 && g.sw == 1 &&
                   (g.kh * g.kw <= 9 || (g.out_w < g.kw && no_pad_cols));
   if (best.in_place) best.scratch_floats = 16;  // no copy: the scratch goes unused
+  best.narrow = best.in_place && g.out_w < g.kw && no_pad_cols && g.dh == 1;
+  best.narrow_row_weights = best.narrow && n == 1 && g.out_h <= 3 && g.out_w <= 3;
+  // Narrow mode's scratch: 3 tap rows of weights for a group of 8 vectors.
+  if (best.narrow) best.scratch_floats = round_up(3 * g.kw * std::min(kNhwcGroup, best.cbp), 16);
   if (balance) {
     const int64_t others = n * best.nbx * best.ncb;
-    const int64_t want = ceil_div(4 * int64_t(threads), std::max<int64_t>(1, others));
+    // Narrow mode: a thread's task takes rows in tiles of 3 (each input row
+    // serves 3 output rows), so rows are split only as far as the threads need.
+    const int64_t want = ceil_div((best.narrow ? 1 : 4) * int64_t(threads), std::max<int64_t>(1, others));
     if (want > 1) best.finish_rows(ceil_div(g.out_h, want));
   }
   // NCHW: the rolling mode stages one output row of the block's channels,

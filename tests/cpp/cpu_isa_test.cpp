@@ -76,8 +76,9 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(1, 1024, 4, 40, 3, 3, 1, 1),      // column blocks
       conv2d_shape(1, 32, 3, 2, 3, 3, 1, 1),         // no interior column
       conv1d_shape(2, 32, 50, 4, 1, 0, 1, 1, true),  // causal
-      conv2d_shape(1, 32, 14, 15, 12, 12, 1, 0),     // output narrower than the kernel, no padding: 3x4
+      conv2d_shape(1, 32, 14, 15, 12, 12, 1, 0),     // output narrower than the kernel, no padding: 3x4 tiles
       conv2d_shape(2, 16, 20, 9, 7, 7, 1, 0),        // the same, 14x3 output (the scratch copy at bf16)
+      conv2d_shape(1, 48, 12, 12, 10, 10, 1, 0),     // 3x3: one tile per block, weights arranged by tap row
   };
   Shape asym = conv2d_shape(1, 3, 11, 12, 3, 5, 1, 0);
   asym.pad_top = 2, asym.pad_bottom = 0, asym.pad_left = 0, asym.pad_right = 3;
@@ -89,6 +90,11 @@ std::vector<Shape> isa_shapes() {
   Shape in_place_asym = conv2d_shape(2, 64, 10, 17, 2, 3, 1, 0);  // in-place mode, even and asymmetric
   in_place_asym.pad_top = 0, in_place_asym.pad_bottom = 1, in_place_asym.pad_left = 0, in_place_asym.pad_right = 2;
   v.push_back(in_place_asym);
+  // Narrow mode with top and bottom padding (tile rows with missing tap
+  // rows) and a dilation along W, one tile per block.
+  Shape narrow_pad = conv2d_shape(1, 16, 5, 13, 4, 6, 1, 0);
+  narrow_pad.pad_top = 1, narrow_pad.pad_bottom = 0, narrow_pad.dil_w = 2;
+  v.push_back(narrow_pad);
   return v;
 }
 
