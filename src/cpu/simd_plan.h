@@ -400,7 +400,9 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
                   best.cb % 16 == 0 && g.sh == 1 && g.sw == 1 &&
                   (g.kh * g.kw <= 9 || (g.out_w < g.kw && no_pad_cols));
   if (best.in_place) best.scratch_floats = 16;  // no copy: the scratch goes unused
-  best.narrow = best.in_place && g.out_w < g.kw && no_pad_cols && g.dh == 1;
+  // Narrow mode needs rows too short for a pixel group of 8 (else the
+  // register window's 0.4-0.6 loads per FMA win) and 3 of them for a tile.
+  best.narrow = best.in_place && g.out_w < g.kw && no_pad_cols && g.dh == 1 && g.out_w < 8 && g.out_h >= 3;
   best.narrow_row_weights = best.narrow && n == 1 && g.out_h <= 3 && g.out_w <= 3;
   // Narrow mode's scratch: 3 tap rows of weights for a group of 8 vectors.
   if (best.narrow) best.scratch_floats = round_up(3 * g.kw * std::min(kNhwcGroup, best.cbp), 16);
