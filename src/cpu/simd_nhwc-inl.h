@@ -808,8 +808,9 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       NhwcRows rows = rows_of(r);
       auto run_with = [&](auto in_place_tag, const float* src, int64_t splane, int64_t cols, auto* yrow) {
         constexpr bool kInPlace = decltype(in_place_tag)::value;
-        if constexpr (kInPlace) {  // at most 9 taps (plan_nhwc)
+        if constexpr (kInPlace) {  // at most 9 taps, or up to 5x5 (plan_nhwc)
           if (g.kw == 3) return NhwcRowAllC<3, true>(pl, src, splane, rows, wtc, bc, cols, ca, cz, yrow, pf);
+          if (g.kw == 5) return NhwcRowAllC<5, true>(pl, src, splane, rows, wtc, bc, cols, ca, cz, yrow, pf);
           return NhwcRowAllC<0, true>(pl, src, splane, rows, wtc, bc, cols, ca, cz, yrow, pf);
         } else {
           switch (g.kw) {  // compile-time tap loops for the common widths

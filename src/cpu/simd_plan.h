@@ -395,10 +395,21 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // each task one output row, so each copied the whole 110-row window for
   // 3 pixels, a third of the work (batch 1, 2 threads, data in cache, 3
   // interleaved runs: 0.73-0.76 -> 0.49-0.59 ms).
+  // And kernels up to 5x5 when row balancing (below) will leave each task
+  // so few output rows that the copy reads every input row 3 times or more
+  // (batch 1 on 7x7 and 14x14 images: 1-2 output rows per task, 5-6 input
+  // rows copied for them). Session 7, Xeon with AVX-512, batch 1, 2
+  // threads, 7 interleaved runs, 5x5 forward: 7x7 and 14x14 images
+  // 1.11-1.22x over the copy (medians), 28x28 0.99x, 56x56 1.06x, 64x64
+  // 0.94x; grad-input 1.03-1.16x on 7x7 and 14x14, 0.78-0.95x on 28x28.
   const bool no_pad_cols = g.pl == 0 && (g.out_w - 1) * g.sw + (g.kw - 1) * g.dw + 1 <= g.in_w;
+  const int64_t others0 = std::max<int64_t>(1, n * best.nbx * best.ncb);
+  const int64_t want0 = balance ? ceil_div(4 * int64_t(threads), others0) : 1;
+  const int64_t ry0 = want0 > 1 ? ceil_div(g.out_h, want0) : g.out_h;
+  const bool halo_bound = g.kh <= 5 && g.kw <= 5 && ry0 + (g.kh - 1) * g.dh >= 3 * ry0;
   best.in_place = g.f32 && !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 16 == 0 &&
                   best.cb % 16 == 0 && g.sh == 1 && g.sw == 1 &&
-                  (g.kh * g.kw <= 9 || (g.out_w < g.kw && no_pad_cols));
+                  (g.kh * g.kw <= 9 || halo_bound || (g.out_w < g.kw && no_pad_cols));
   if (best.in_place) best.scratch_floats = 16;  // no copy: the scratch goes unused
   // Narrow mode needs rows too short for a pixel group of 8 (else the
   // register window's 0.4-0.6 loads per FMA win) and 3 of them for a tile.

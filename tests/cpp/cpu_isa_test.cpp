@@ -68,7 +68,8 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(1, 8, 21, 18, 5, 5, 2, 2),        // NHWC grad-input at stride 2 (upsampled dy)
       conv2d_shape(1, 51, 6, 6, 5, 5, 1, 2),         // NHWC rows of 6: pairs of vectors, a single, a partial
       conv2d_shape(2, 40, 5, 5, 3, 3, 1, 1),         // NHWC rows of 5 at kw = 3
-      // NHWC in-place mode (fp32, C a multiple of 16, stride 1, at most 9 taps or a narrow valid output):
+      // NHWC in-place mode (fp32, C a multiple of 16, stride 1, at most 9 taps, up to 5x5 on few rows per task, or a
+      // narrow valid output):
       conv2d_shape(2, 32, 9, 23, 3, 3, 1, 1),        // pixel groups, tiles and both edges
       conv2d_shape(1, 48, 12, 12, 3, 3, 1, 2, 2),    // dilation 2
       conv2d_shape(1, 16, 6, 5, 3, 3, 1, 4),         // padding beyond the kernel (grad-input: negative)
@@ -79,6 +80,7 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(1, 32, 14, 15, 12, 12, 1, 0),     // output narrower than the kernel, no padding: 3x4 tiles
       conv2d_shape(2, 16, 20, 9, 7, 7, 1, 0),        // the same, 14x3 output (the scratch copy at bf16)
       conv2d_shape(1, 48, 12, 12, 10, 10, 1, 0),     // 3x3: one tile per block, weights arranged by tap row
+      conv2d_shape(1, 32, 7, 7, 5, 5, 1, 2),         // 5x5 in place (1-2 rows per task): 4 of 7 columns at edges
   };
   Shape asym = conv2d_shape(1, 3, 11, 12, 3, 5, 1, 0);
   asym.pad_top = 2, asym.pad_bottom = 0, asym.pad_left = 0, asym.pad_right = 3;
@@ -90,6 +92,10 @@ std::vector<Shape> isa_shapes() {
   Shape in_place_asym = conv2d_shape(2, 64, 10, 17, 2, 3, 1, 0);  // in-place mode, even and asymmetric
   in_place_asym.pad_top = 0, in_place_asym.pad_bottom = 1, in_place_asym.pad_left = 0, in_place_asym.pad_right = 2;
   v.push_back(in_place_asym);
+  // 5x3 in place, asymmetric padding and a dilation along W.
+  Shape k53 = conv2d_shape(1, 48, 6, 11, 5, 3, 1, 0);
+  k53.pad_top = 2, k53.pad_bottom = 1, k53.pad_left = 1, k53.pad_right = 2, k53.dil_w = 2;
+  v.push_back(k53);
   // Narrow mode with top and bottom padding (tile rows with missing tap
   // rows) and a dilation along W, one tile per block.
   Shape narrow_pad = conv2d_shape(1, 16, 5, 13, 4, 6, 1, 0);
