@@ -453,6 +453,29 @@ HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scr
       return;
     }
   }
+  // The scratch at stride 1, dilation 1: pixel r + j of a vector's row at
+  // a compile-time displacement from one pointer per vector (with the
+  // run-time stride and vplane GCC kept a pointer per (vector, pixel)).
+  if constexpr (!IN_PLACE) {
+    if (g.sw == 1 && g.dw == 1) {
+      constexpr int64_t kL = HWY_HAVE_SCALABLE ? 0 : int64_t(hn::MaxLanes(d));
+      const int64_t l1 = kL > 0 ? kL : L;
+      for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
+        const float* HWY_RESTRICT xr = vs + rows.template offset<false>(i, g.dh) + px0 * l1;
+        const float* HWY_RESTRICT wr = wt + i * kw * cp + cv0;
+        for (int v = 0; v < V; ++v) {
+          const float* HWY_RESTRICT xv = xr + v * vplane;
+          for (int64_t j = 0; j < kw; ++j) {
+            const auto wv = hn::Load(d, wr + j * cp + v * L);
+            for (int r = 0; r < R; ++r) acc[v][r] = hn::MulAdd(wv, hn::Load(d, xv + (j + r) * l1), acc[v][r]);
+          }
+        }
+      }
+      for (int v = 0; v < V; ++v)
+        for (int r = 0; r < R; ++r) StoreF(d, acc[v][r], ytile + (px0 + r) * rows.ostride + v * L);
+      return;
+    }
+  }
   for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
     const float* HWY_RESTRICT xr = vs + rows.template offset<IN_PLACE>(i, g.dh) + px0 * pstep;
     const float* HWY_RESTRICT wr = wt + i * kw * cp + cv0;
