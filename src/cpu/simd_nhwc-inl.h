@@ -656,25 +656,48 @@ HWY_INLINE void NhwcNarrowRow(const simd::NhwcPlan& pl, const float* HWY_RESTRIC
   for (int r = 0; r < RY; ++r)
     for (int q = 0; q < R; ++q) hn::Store(acc[r][q], d, acc_mem + (r * R + q) * L);
 }
-// Tap row i of channels [0, nc) (nc a multiple of L; w at the first of
-// them, [C][kh*kw] fp32) -> dst [kw][ldw], by L x L transposes.
-HWY_INLINE void NhwcNarrowArrangeRow(const simd::NhwcGeom& g, const float* HWY_RESTRICT w, int64_t i, int64_t nc,
-                                     float* HWY_RESTRICT dst, int64_t ldw) {
+// Taps [k0, k0 + nk) of L channels (w: the first one's row of kk taps;
+// channels from nc on are zero) as nk runs of L channels, tap k to the
+// aligned dst(k): L x L register transposes; a last partial block of at
+// least half a vector the same way, from whole-vector loads that run into
+// the next channel's taps (LoadTail: masked at wend, the end of the
+// weights); fewer taps one by one (one by one, the 9 taps of a 3x3 kernel
+// cost 15 % of a 1152-channel 7x7 call on AVX-512). Shared by NhwcArrange
+// and narrow mode's per-tap-row arrangement.
+template <typename T, typename Dst>
+HWY_INLINE void ArrangeTaps(const T* HWY_RESTRICT w, int64_t kk, int64_t nc, int64_t k0, int64_t nk, const T* wend,
+                            const Dst& dst) {
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
-  const int64_t kk = g.kh * g.kw, kw = g.kw;
   hn::Vec<decltype(d)> v[hn::MaxLanes(d)];
-  for (int64_t c = 0; c < nc; c += L) {
-    const float* src = w + c * kk + i * kw;
-    int64_t j0 = 0;
-    for (; j0 + L <= kw; j0 += L) {
-      for (int64_t l = 0; l < L; ++l) v[l] = hn::LoadU(d, src + l * kk + j0);
-      Transpose(d, v);
-      for (int64_t j = 0; j < L; ++j) hn::Store(v[j], d, dst + (j0 + j) * ldw + c);
-    }
-    for (int64_t j = j0; j < kw; ++j)
-      for (int64_t l = 0; l < L; ++l) dst[j * ldw + c + l] = src[l * kk + j];
+  const int64_t k1 = k0 + nk;
+  int64_t k = k0;
+  for (; k + L <= k1; k += L) {
+    for (int64_t l = 0; l < L; ++l) v[l] = l < nc ? LoadF(d, w + l * kk + k) : hn::Zero(d);
+    Transpose(d, v);
+    for (int64_t j = 0; j < L; ++j) hn::Store(v[j], d, dst(k + j));
   }
+  const int64_t nt = k1 - k;
+  if (nt > 0 && 2 * nt >= L) {
+    for (int64_t l = 0; l < L; ++l) v[l] = l < nc ? LoadTail(d, w + l * kk + k, nt, wend) : hn::Zero(d);
+    Transpose(d, v);
+    for (int64_t j = 0; j < nt; ++j) hn::Store(v[j], d, dst(k + j));
+    return;
+  }
+  for (; k < k1; ++k) {
+    float* HWY_RESTRICT p = dst(k);
+    for (int64_t l = 0; l < L; ++l) p[l] = l < nc ? ToF(w[l * kk + k]) : 0.0f;
+  }
+}
+
+// Tap row i of channels [0, nc) (nc a multiple of L; w at the first of
+// them, [C][kh*kw] fp32, wend its end) -> dst [kw][ldw].
+HWY_INLINE void NhwcNarrowArrangeRow(const simd::NhwcGeom& g, const float* HWY_RESTRICT w, const float* wend,
+                                     int64_t i, int64_t nc, float* HWY_RESTRICT dst, int64_t ldw) {
+  const int64_t L = int64_t(hn::Lanes(hn::ScalableTag<float>()));
+  const int64_t kk = g.kh * g.kw, k0 = i * g.kw;
+  for (int64_t c = 0; c < nc; c += L)
+    ArrangeTaps(w + c * kk, kk, L, k0, g.kw, wend, [&](int64_t k) { return dst + (k - k0) * ldw + c; });
 }
 // The tile's output rows [oy, oy + RY) x columns [ox, ox + R), channels
 // [0, nc) of the block (xc, w, wt, bias and yn at its first channel).
@@ -688,7 +711,7 @@ HWY_INLINE void NhwcNarrowArrangeRow(const simd::NhwcGeom& g, const float* HWY_R
 // image, 1.0-1.1x and 0.75x, so they keep it).
 template <int RY, int R>
 void NhwcNarrowTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT xc, const float* HWY_RESTRICT w,
-                    const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t oy, int64_t ox,
+                    const float* wend, const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t oy, int64_t ox,
                     int64_t nc, float* HWY_RESTRICT wbuf, float* HWY_RESTRICT yn) {
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
@@ -704,13 +727,13 @@ void NhwcNarrowTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT xc, cons
       for (int k = 0; k < RY * R; ++k)
         hn::Store(bias ? hn::LoadU(d, bias + ca + v * L) : hn::Zero(d), d, acc_mem + (v * RY * R + k) * L);
     for (int64_t i = std::max<int64_t>(0, t_lo - (RY - 1)); i < std::min(t_lo, g.kh) && !wt; ++i)
-      NhwcNarrowArrangeRow(g, w + ca * kk, i, cz - ca, wbuf + (i % RY) * g.kw * ldw, ldw);
+      NhwcNarrowArrangeRow(g, w + ca * kk, wend, i, cz - ca, wbuf + (i % RY) * g.kw * ldw, ldw);
     // Tap row i of the vector at ca + v*L.
     auto tap_row = [&](int64_t i, int64_t v) {
       return wt ? wt + i * g.kw * ldw + ca + v * L : wbuf + (i % RY) * g.kw * ldw + v * L;
     };
     for (int64_t t = t_lo; t < t_hi; ++t) {
-      if (t < g.kh && !wt) NhwcNarrowArrangeRow(g, w + ca * kk, t, cz - ca, wbuf + (t % RY) * g.kw * ldw, ldw);
+      if (t < g.kh && !wt) NhwcNarrowArrangeRow(g, w + ca * kk, wend, t, cz - ca, wbuf + (t % RY) * g.kw * ldw, ldw);
       const float* xrow = xc + ((top + t) * g.src_w + ox * g.sw - g.pl) * g.cin + ca;
       for (int64_t v = 0; v < nv; ++v) {
         const float* wrow[RY];
@@ -727,7 +750,7 @@ void NhwcNarrowTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT xc, cons
   }
 }
 // Rows [oy0, oy0 + ry) x columns [ox0, ox0 + bw) in tiles of up to 3 x 3.
-inline void NhwcNarrow(const simd::NhwcPlan& pl, const float* xc, const float* w, const float* wt,
+inline void NhwcNarrow(const simd::NhwcPlan& pl, const float* xc, const float* w, const float* wend, const float* wt,
                        const float* bias, int64_t oy0, int64_t ry, int64_t ox0, int64_t bw, int64_t nc, float* wbuf,
                        float* yn) {
   for (int64_t oy = oy0; oy < oy0 + ry;) {
@@ -735,7 +758,7 @@ inline void NhwcNarrow(const simd::NhwcPlan& pl, const float* xc, const float* w
     for (int64_t ox = ox0; ox < ox0 + bw;) {
       const int64_t cols = std::min<int64_t>(3, ox0 + bw - ox);
       auto tile = [&](auto ry_tag, auto r_tag) {
-        NhwcNarrowTile<decltype(ry_tag)::value, decltype(r_tag)::value>(pl, xc, w, wt, bias, oy, ox, nc, wbuf, yn);
+        NhwcNarrowTile<decltype(ry_tag)::value, decltype(r_tag)::value>(pl, xc, w, wend, wt, bias, oy, ox, nc, wbuf, yn);
       };
       auto with_cols = [&](auto ry_tag) {
         if (cols == 3) return tile(ry_tag, std::integral_constant<int, 3>());
@@ -758,37 +781,13 @@ void NhwcArrange(const simd::NhwcPlan& pl, const T* w, const T* b, bool flip, fl
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
   const int64_t kk = pl.g.kh * pl.g.kw, C = pl.g.c, cp = pl.cp;
-  const int64_t kk_vec = kk / L * L;
-  // Blocks of L channels: L x L tiles (L channels' rows of L taps, loaded
-  // as vectors) transposed in registers into L taps' runs of L channels;
-  // the last kk % L taps, when they are at least half a vector, the same
-  // way from whole-vector loads that run into the next channel's taps
-  // (LoadTail: masked at the end of the tensor), keeping the first kk % L
-  // rows; fewer one by one. One by one, the 9 taps of a 3x3 kernel cost
-  // 15 % of a 1152-channel 7x7 call on AVX-512.
+  // Blocks of L channels, each through ArrangeTaps (register transposes).
   const T* wend = w + C * kk;
 #pragma omp for schedule(static)
   for (int64_t c0 = 0; c0 < cp; c0 += L) {
     const int64_t nc = std::min(L, C - c0);
-    hn::Vec<decltype(d)> v[hn::MaxLanes(d)];
-    for (int64_t k0 = 0; k0 < kk_vec; k0 += L) {
-      for (int64_t l = 0; l < L; ++l) v[l] = l < nc ? LoadF(d, w + (c0 + l) * kk + k0) : hn::Zero(d);
-      Transpose(d, v);
-      for (int64_t j = 0; j < L; ++j) hn::Store(v[j], d, wt + (flip ? kk - 1 - (k0 + j) : k0 + j) * cp + c0);
-    }
-    const int64_t nt = kk - kk_vec;
-    if (2 * nt >= L) {
-      for (int64_t l = 0; l < L; ++l)
-        v[l] = l < nc ? LoadTail(d, w + (c0 + l) * kk + kk_vec, nt, wend) : hn::Zero(d);
-      Transpose(d, v);
-      for (int64_t j = 0; j < nt; ++j)
-        hn::Store(v[j], d, wt + (flip ? kk - 1 - (kk_vec + j) : kk_vec + j) * cp + c0);
-    } else {
-      for (int64_t k = kk_vec; k < kk; ++k) {
-        float* dst = wt + (flip ? kk - 1 - k : k) * cp;
-        for (int64_t c = c0; c < c0 + L; ++c) dst[c] = c < C ? ToF(w[c * kk + k]) : 0.0f;
-      }
-    }
+    ArrangeTaps(nc > 0 ? w + c0 * kk : w, kk, nc, 0, kk, wend,
+                [&](int64_t k) { return wt + (flip ? kk - 1 - k : k) * cp + c0; });
   }
   if (b) {
 #pragma omp single
@@ -837,7 +836,8 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
   // Narrow mode arranges the weights itself, a tap row at a time.
   const bool narrow = std::is_same_v<T, float> && pl.narrow && !flip;
   const bool row_weights = narrow && pl.narrow_row_weights;
-  if (!row_weights) NhwcArrange(pl, w, b, flip, wt, b ? bias : nullptr);  // ends with a barrier
+  // (Narrow mode reads the caller's bias as it is.)
+  if (!row_weights) NhwcArrange(pl, w, narrow ? nullptr : b, flip, wt, b && !narrow ? bias : nullptr);  // ends with a barrier
   float* scratch = ws + int64_t(omp_get_thread_num()) * (pl.scratch_floats + pl.stage_floats);
   float* stage = scratch + pl.scratch_floats;  // NCHW only
   const int64_t tasks = N * pl.nby * pl.nbx * pl.ncb;
@@ -870,7 +870,7 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
     const int64_t base = oy0 * g.sh - g.pt;
     if constexpr (std::is_same_v<T, float>) {
       if (narrow) {
-        NhwcNarrow(pl, xn + c0, w + c0 * g.kh * g.kw, row_weights ? nullptr : wtc, b ? b + c0 : nullptr, oy0, ry,
+        NhwcNarrow(pl, xn + c0, w + c0 * g.kh * g.kw, w + g.c * g.kh * g.kw, row_weights ? nullptr : wtc, b ? b + c0 : nullptr, oy0, ry,
                    ox0, bw, nc, scratch, y + n * g.out_h * g.out_w * g.c + c0);
         continue;
       }
