@@ -432,6 +432,10 @@ HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scr
   hn::Vec<decltype(d)> acc[V][R];
   for (int v = 0; v < V; ++v)
     for (int r = 0; r < R; ++r) acc[v][r] = bias ? hn::Load(d, bias + cv0 + v * L) : hn::Zero(d);
+  auto store = [&] {
+    for (int v = 0; v < V; ++v)
+      for (int r = 0; r < R; ++r) StoreF(d, acc[v][r], ytile + (px0 + r) * rows.ostride + v * L);
+  };
   // In place with 32 registers: a register window over the tap row, the
   // V x KW weights held and each input loaded once through one running
   // pointer. The memory-operand form below addresses input (r + j) * C
@@ -448,32 +452,27 @@ HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scr
         NhwcTileInputs<R, V, KW>(vs + rows.template offset<true>(i, g.dh) + px0 * pix, pix, w, acc,
                                  std::make_integer_sequence<int, R + KW - 1>());
       }
-      for (int v = 0; v < V; ++v)
-        for (int r = 0; r < R; ++r) StoreF(d, acc[v][r], ytile + (px0 + r) * rows.ostride + v * L);
-      return;
+      return store();
     }
   }
   // The scratch at stride 1, dilation 1: pixel r + j of a vector's row at
-  // a compile-time displacement from one pointer per vector (with the
-  // run-time stride and vplane GCC kept a pointer per (vector, pixel)).
+  // a compile-time displacement (pix is the lane count) from one pointer
+  // per vector (with the run-time stride and vplane GCC kept a pointer per
+  // (vector, pixel)).
   if constexpr (!IN_PLACE) {
     if (g.sw == 1 && g.dw == 1) {
-      constexpr int64_t kL = HWY_HAVE_SCALABLE ? 0 : int64_t(hn::MaxLanes(d));
-      const int64_t l1 = kL > 0 ? kL : L;
       for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
-        const float* HWY_RESTRICT xr = vs + rows.template offset<false>(i, g.dh) + px0 * l1;
+        const float* HWY_RESTRICT xr = vs + rows.template offset<false>(i, g.dh) + px0 * pix;
         const float* HWY_RESTRICT wr = wt + i * kw * cp + cv0;
         for (int v = 0; v < V; ++v) {
           const float* HWY_RESTRICT xv = xr + v * vplane;
           for (int64_t j = 0; j < kw; ++j) {
             const auto wv = hn::Load(d, wr + j * cp + v * L);
-            for (int r = 0; r < R; ++r) acc[v][r] = hn::MulAdd(wv, hn::Load(d, xv + (j + r) * l1), acc[v][r]);
+            for (int r = 0; r < R; ++r) acc[v][r] = hn::MulAdd(wv, hn::Load(d, xv + (j + r) * pix), acc[v][r]);
           }
         }
       }
-      for (int v = 0; v < V; ++v)
-        for (int r = 0; r < R; ++r) StoreF(d, acc[v][r], ytile + (px0 + r) * rows.ostride + v * L);
-      return;
+      return store();
     }
   }
   for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
@@ -488,8 +487,7 @@ HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scr
       }
     }
   }
-  for (int v = 0; v < V; ++v)
-    for (int r = 0; r < R; ++r) StoreF(d, acc[v][r], ytile + (px0 + r) * rows.ostride + v * L);
+  store();
 }
 
 // Output columns [0, bw) of the current row for one channel vector; yrow

@@ -327,6 +327,13 @@ inline NhwcPlan plan_nhwc_cb(const NhwcGeom& g, int64_t cb) {
   p.finish_rows(g.out_h);
   return p;
 }
+// Output rows per task once rows are split until there are ~per_thread
+// tasks per thread (N = 1 inference); all rows when batch, column blocks and
+// channel blocks already give that many.
+inline int64_t nhwc_balanced_rows(const NhwcPlan& p, int64_t n, int threads, int64_t per_thread) {
+  const int64_t want = ceil_div(per_thread * int64_t(threads), std::max<int64_t>(1, n * p.nbx * p.ncb));
+  return want > 1 ? ceil_div(p.g.out_h, want) : p.g.out_h;
+}
 // Input columns copied per output column, relative to the stride.
 inline double nhwc_copy_ratio(const NhwcPlan& p) { return double(p.wp) / double(p.bw * p.g.sw); }
 // The channel block: the largest (all channels first: whole pixels are
@@ -403,9 +410,7 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // 1.11-1.22x over the copy (medians), 28x28 0.99x, 56x56 1.06x, 64x64
   // 0.94x; grad-input 1.03-1.16x on 7x7 and 14x14, 0.78-0.95x on 28x28.
   const bool no_pad_cols = g.pl == 0 && (g.out_w - 1) * g.sw + (g.kw - 1) * g.dw + 1 <= g.in_w;
-  const int64_t others0 = std::max<int64_t>(1, n * best.nbx * best.ncb);
-  const int64_t want0 = balance ? ceil_div(4 * int64_t(threads), others0) : 1;
-  const int64_t ry0 = want0 > 1 ? ceil_div(g.out_h, want0) : g.out_h;
+  const int64_t ry0 = balance ? nhwc_balanced_rows(best, n, threads, 4) : g.out_h;
   const bool halo_bound = g.kh <= 5 && g.kw <= 5 && ry0 + (g.kh - 1) * g.dh >= 3 * ry0;
   best.in_place = g.f32 && !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 16 == 0 &&
                   best.cb % 16 == 0 && g.sh == 1 && g.sw == 1 &&
@@ -417,13 +422,9 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   best.narrow_row_weights = best.narrow && n == 1 && g.out_h <= 3 && g.out_w <= 3;
   // Narrow mode's scratch: 3 tap rows of weights for a group of 8 vectors.
   if (best.narrow) best.scratch_floats = round_up(3 * g.kw * std::min(kNhwcGroup, best.cbp), 16);
-  if (balance) {
-    const int64_t others = n * best.nbx * best.ncb;
-    // Narrow mode: a thread's task takes rows in tiles of 3 (each input row
-    // serves 3 output rows), so rows are split only as far as the threads need.
-    const int64_t want = ceil_div((best.narrow ? 1 : 4) * int64_t(threads), std::max<int64_t>(1, others));
-    if (want > 1) best.finish_rows(ceil_div(g.out_h, want));
-  }
+  // Narrow mode: a thread's task takes rows in tiles of 3 (each input row
+  // serves 3 output rows), so rows are split only as far as the threads need.
+  if (balance) best.finish_rows(nhwc_balanced_rows(best, n, threads, best.narrow ? 1 : 4));
   // NCHW: the rolling mode stages one output row of the block's channels,
   // whole mode all rows of a group of up to kNhwcGroup channels (its loop
   // order: channel groups outside, rows inside).

@@ -1,0 +1,90 @@
+// The NHWC core's plan (src/cpu/simd_plan.h): which mode a shape takes. The
+// cpu_isa_test shapes reach the in-place, narrow and whole-image code only
+// because the plan sends them there; a plan change that moved them would
+// leave that code untested while every reference check still passed. These
+// pin the mode of those shapes, for each thread count cpu_isa_test runs
+// them with (1-3), and the reasons other shapes keep the copy.
+#include <gtest/gtest.h>
+
+#include "cpu/simd_plan.h"
+#include "dwconv/dwconv.h"
+
+namespace dwconv {
+namespace {
+
+using cpu::simd::NhwcPlan;
+
+NhwcPlan forward_plan(const Shape& s, int threads, bool f32 = true) {
+  cpu::simd::NhwcGeom g = cpu::simd::nhwc_forward(s);
+  g.f32 = f32;
+  return cpu::simd::plan_nhwc(g, s.n, threads, true);
+}
+
+Shape padded(Shape s, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+  s.pad_top = top, s.pad_bottom = bottom, s.pad_left = left, s.pad_right = right;
+  return s;
+}
+
+TEST(CpuNhwcPlan, InPlaceShapesOfTheIsaTest) {
+  Shape k53 = padded(conv2d_shape(1, 48, 6, 11, 5, 3, 1, 0), 2, 1, 1, 2);
+  k53.dil_w = 2;
+  const Shape shapes[] = {
+      conv2d_shape(2, 32, 9, 23, 3, 3, 1, 1),                    // 9 taps
+      conv2d_shape(1, 48, 12, 12, 3, 3, 1, 2, 2),                // 9 taps, dilation 2
+      padded(conv2d_shape(2, 64, 10, 17, 2, 3, 1, 0), 0, 1, 0, 2),  // even, asymmetric
+      conv2d_shape(1, 32, 7, 7, 5, 5, 1, 2),                     // 5x5: 1-2 rows per task
+      k53,                                                       // 5x3: 2 rows per task
+  };
+  for (const Shape& s : shapes)
+    for (int t = 1; t <= 3; ++t) {
+      const NhwcPlan p = forward_plan(s, t);
+      EXPECT_TRUE(p.in_place) << s.str() << " threads " << t;
+      EXPECT_FALSE(p.narrow) << s.str() << " threads " << t;
+      EXPECT_FALSE(forward_plan(s, t, /*f32=*/false).in_place) << "bf16 " << s.str();
+    }
+}
+
+TEST(CpuNhwcPlan, NarrowShapesOfTheIsaTest) {
+  const Shape shapes[] = {
+      conv2d_shape(1, 32, 14, 15, 12, 12, 1, 0),  // 3x4 output
+      conv2d_shape(2, 16, 20, 9, 7, 7, 1, 0),     // 14x3 output
+      conv2d_shape(1, 48, 12, 12, 10, 10, 1, 0),  // 3x3 output
+  };
+  for (const Shape& s : shapes)
+    for (int t = 1; t <= 3; ++t) {
+      const NhwcPlan p = forward_plan(s, t);
+      EXPECT_TRUE(p.in_place && p.narrow) << s.str() << " threads " << t;
+    }
+  // Tap rows arranged per tile: batch 1 and a 3x3 output only.
+  EXPECT_TRUE(forward_plan(shapes[2], 2).narrow_row_weights);
+  EXPECT_FALSE(forward_plan(shapes[0], 2).narrow_row_weights);
+}
+
+TEST(CpuNhwcPlan, CopyWhereInPlaceLost) {
+  // Stride 2, 5x5 with many rows per task, 7x7, multiplier 2 and a channel
+  // count that is not a whole number of vectors keep the copy.
+  const Shape shapes[] = {
+      conv2d_shape(1, 32, 56, 56, 3, 3, 2, 1),
+      conv2d_shape(1, 32, 56, 56, 5, 5, 1, 2),
+      conv2d_shape(1, 32, 14, 14, 7, 7, 1, 3),
+      conv2d_shape(1, 32, 14, 14, 3, 3, 1, 1, 1, 2),
+      conv2d_shape(1, 40, 14, 14, 3, 3, 1, 1),
+  };
+  for (const Shape& s : shapes) EXPECT_FALSE(forward_plan(s, 2).in_place) << s.str();
+}
+
+TEST(CpuNhwcPlan, WholeImageAndRowBalancing) {
+  // 144 channels of a 7x7 image fit whole; batch 1 splits rows for the threads.
+  const NhwcPlan whole = forward_plan(conv2d_shape(1, 144, 7, 7, 3, 3, 1, 1), 2);
+  EXPECT_TRUE(whole.whole);
+  const NhwcPlan big = forward_plan(conv2d_shape(1, 32, 112, 112, 3, 3, 1, 1), 2);
+  EXPECT_FALSE(big.whole);
+  EXPECT_EQ(big.nbx * big.ncb, 1);
+  EXPECT_EQ(big.ry, 14);  // 8 tasks: 4 per thread
+  EXPECT_EQ(big.nby, 8);
+  // Batch 16 gives the threads enough tasks: no split.
+  EXPECT_EQ(forward_plan(conv2d_shape(16, 32, 112, 112, 3, 3, 1, 1), 2).nby, 1);
+}
+
+}  // namespace
+}  // namespace dwconv
