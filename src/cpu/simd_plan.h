@@ -290,6 +290,8 @@ struct NhwcPlan {
   // In place, output narrower than the kernel: NhwcNarrow's row tiles, and
   // whether they arrange their own weights (see NhwcNarrowTile).
   bool narrow = false, narrow_row_weights = false;
+  // bf16 read in place, two channels per 32-bit lane (NhwcPairRow).
+  bool pairs = false;
   int64_t scratch_floats = 0;
   // NCHW only: per-thread fp32 output stage ([pixel][channel], see
   // stage_pitch) that NchwFlush transposes into the output.
@@ -415,7 +417,16 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   best.in_place = g.f32 && !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 16 == 0 &&
                   best.cb % 16 == 0 && g.sh == 1 && g.sw == 1 &&
                   (g.kh * g.kw <= 9 || halo_bound || (g.out_w < g.kw && no_pad_cols));
-  if (best.in_place) best.scratch_floats = 16;  // no copy: the scratch goes unused
+  // Pair mode: bf16 where fp32 reads in place, at dilation 1 along W, whole
+  // blocks of 32 channels (two of the widest vectors), rows of at most 16K
+  // elements. Session 8, Sapphire Rapids class Xeon, 2 threads, k3, 3
+  // interleaved runs against the copy (minima): 16 x 32x112x112 1.54x,
+  // 16 x 480x14x14 1.39x, 16 x 1152x7x7 1.25x; 64 x 384x64x64 (rows of 24K
+  // elements) 0.82x, so rows that long keep the copy.
+  best.pairs = !g.f32 && !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 32 == 0 && best.cb % 32 == 0 &&
+               g.sh == 1 && g.sw == 1 && g.dw == 1 && g.src_w * g.c <= 16384 &&
+               (g.kh * g.kw <= 9 || halo_bound);
+  if (best.in_place || best.pairs) best.scratch_floats = 16;  // no copy: the scratch goes unused
   // Narrow mode needs rows too short for a pixel group of 8 (else the
   // register window's 0.4-0.6 loads per FMA win) and 3 of them for a tile.
   best.narrow = best.in_place && g.out_w < g.kw && no_pad_cols && g.dh == 1 && g.out_w < 8 && g.out_h >= 3;

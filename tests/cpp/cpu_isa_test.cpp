@@ -101,6 +101,13 @@ std::vector<Shape> isa_shapes() {
   Shape narrow_pad = conv2d_shape(1, 16, 5, 13, 4, 6, 1, 0);
   narrow_pad.pad_top = 1, narrow_pad.pad_bottom = 0, narrow_pad.dil_w = 2;
   v.push_back(narrow_pad);
+  // bf16 pair mode (see cpu_plan_test): 5x5 on 7x7 (the per-tap form, two
+  // pair vectors on AVX-512), and 3x3 with a dilation along H and
+  // asymmetric padding (the register window, edge columns on both sides).
+  v.push_back(conv2d_shape(1, 64, 7, 7, 5, 5, 1, 2));
+  Shape pairs_dil = conv2d_shape(2, 96, 9, 13, 3, 3, 1, 0);
+  pairs_dil.dil_h = 2, pairs_dil.pad_top = 3, pairs_dil.pad_bottom = 1, pairs_dil.pad_left = 2, pairs_dil.pad_right = 1;
+  v.push_back(pairs_dil);
   return v;
 }
 

@@ -60,6 +60,31 @@ TEST(CpuNhwcPlan, NarrowShapesOfTheIsaTest) {
   EXPECT_FALSE(forward_plan(shapes[0], 2).narrow_row_weights);
 }
 
+TEST(CpuNhwcPlan, PairModeForBf16) {
+  // bf16 reads in place in pairs where fp32 reads in place, given whole
+  // blocks of 32 channels, dilation 1 along W and rows of <= 16K elements.
+  const Shape pairs[] = {
+      conv2d_shape(2, 32, 9, 23, 3, 3, 1, 1),
+      conv2d_shape(1, 1024, 4, 10, 3, 3, 1, 1),
+      conv2d_shape(1, 64, 7, 7, 5, 5, 1, 2),  // 5x5, 1-2 rows per task
+      conv2d_shape(16, 32, 112, 112, 3, 3, 1, 1),
+      padded(conv2d_shape(2, 96, 9, 13, 3, 3, 1, 0), 3, 1, 2, 1),  // cpu_isa_test's, without its dilation
+  };
+  for (const Shape& s : pairs)
+    for (int t = 1; t <= 3; ++t) {
+      const NhwcPlan p = forward_plan(s, t, /*f32=*/false);
+      EXPECT_TRUE(p.pairs && !p.in_place) << s.str() << " threads " << t;
+      EXPECT_FALSE(forward_plan(s, t).pairs) << "fp32 " << s.str();
+    }
+  const Shape copies[] = {
+      conv2d_shape(1, 48, 12, 12, 3, 3, 1, 1),       // 48 channels
+      conv2d_shape(1, 64, 12, 12, 3, 3, 1, 1, 2),    // dilation 2
+      conv2d_shape(1, 64, 28, 28, 3, 3, 2, 1),       // stride 2
+      conv2d_shape(64, 384, 64, 64, 3, 3, 1, 1),     // rows of 24K elements
+  };
+  for (const Shape& s : copies) EXPECT_FALSE(forward_plan(s, 2, /*f32=*/false).pairs) << s.str();
+}
+
 TEST(CpuNhwcPlan, CopyWhereInPlaceLost) {
   // Stride 2, 5x5 with many rows per task, 7x7, multiplier 2 and a channel
   // count that is not a whole number of vectors keep the copy.
