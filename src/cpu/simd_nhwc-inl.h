@@ -5,7 +5,9 @@
 // stride 1 a register window of the taps' weights feeds R pixels from
 // R + KW - 1 input loads. In-place mode (fp32 NHWC, stride 1, small
 // kernels: NhwcPlan::in_place) skips the copy and reads the input in place,
-// pixels C floats apart, bounds checking only the padding columns. Used by
+// pixels C floats apart, bounds checking only the padding columns; rows of
+// at most 16 output columns (7x7, 14x14 images) take edge-clipped register
+// tiles instead, which skip the padding taps (NhwcRowClipped). Used by
 // simd_fwd_nhwc.cpp and
 // simd_dgrad_nhwc.cpp (grad-input at stride 1 = forward over dy with the
 // flipped kernel).
@@ -488,6 +490,92 @@ HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scr
     }
   }
   store();
+}
+
+// Clipped tiles (NhwcPlan::clipped: in place, stride 1, dilation 1 along
+// W, rows of at most kNhwcClipCols output columns, KW 3, 5 or 7): a whole
+// short row in register-window tiles whose windows may cross the left or
+// right edge of the input. Tile column X (input column ix0 + X) is loaded
+// only inside the input, so padding columns are neither read nor computed:
+// a 7x7 image with a 7x7 kernel has 37 of 49 taps per row inside, and the
+// edge path (NhwcEdgeColumn: two loads per FMA) would take 6 of its 7
+// columns. Valid columns are one contiguous run, so one running pointer
+// steps over them.
+template <int R, int V, int KW, int X, int... J>
+HWY_INLINE void NhwcClipInput(const float* HWY_RESTRICT& p, int64_t pix, int64_t x_lo, int64_t x_hi,
+                              const hn::Vec<hn::ScalableTag<float>> (&w)[V][KW],
+                              hn::Vec<hn::ScalableTag<float>> (&acc)[V][R], std::integer_sequence<int, J...>) {
+  if (X < x_lo || X >= x_hi) return;
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  for (int v = 0; v < V; ++v) {
+    const auto xv = hn::LoadU(d, p + v * L);
+    (((X - J) >= 0 && (X - J) < R ? void(acc[v][X - J] = hn::MulAdd(w[v][J], xv, acc[v][X - J])) : void()), ...);
+  }
+  p += pix;
+}
+template <int R, int V, int KW, int... X>
+HWY_INLINE void NhwcClipInputs(const float* HWY_RESTRICT first, int64_t pix, int64_t x_lo, int64_t x_hi,
+                               const hn::Vec<hn::ScalableTag<float>> (&w)[V][KW],
+                               hn::Vec<hn::ScalableTag<float>> (&acc)[V][R], std::integer_sequence<int, X...>) {
+  const float* HWY_RESTRICT p = first;
+  (NhwcClipInput<R, V, KW, X>(p, pix, x_lo, x_hi, w, acc, std::make_integer_sequence<int, KW>()), ...);
+}
+// Output columns [ox, ox + R) of the current row, V whole channel vectors
+// from cv (relative to xc, wt, bias; ytile: the output pixel ox at cv).
+template <int R, int V, int KW, typename T>
+HWY_INLINE void NhwcClipTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT xc, const NhwcRows& rows,
+                             const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t ox, int64_t cv,
+                             T* HWY_RESTRICT ytile) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const simd::NhwcGeom& g = pl.g;
+  const int64_t ix0 = ox - g.pl;
+  const int64_t x_lo = std::max<int64_t>(0, -ix0), x_hi = std::min<int64_t>(R + KW - 1, g.in_w - ix0);
+  hn::Vec<decltype(d)> acc[V][R];
+  for (int v = 0; v < V; ++v)
+    for (int r = 0; r < R; ++r) acc[v][r] = bias ? hn::Load(d, bias + cv + v * L) : hn::Zero(d);
+  if (x_lo < x_hi) {
+    for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
+      const float* HWY_RESTRICT wr = wt + i * KW * pl.cp + cv;
+      hn::Vec<decltype(d)> w[V][KW];
+      for (int v = 0; v < V; ++v)
+        for (int j = 0; j < KW; ++j) w[v][j] = hn::Load(d, wr + j * pl.cp + v * L);
+      NhwcClipInputs<R, V, KW>(xc + rows.template offset<true>(i, g.dh) + (ix0 + x_lo) * rows.pix + cv, rows.pix,
+                               x_lo, x_hi, w, acc, std::make_integer_sequence<int, R + KW - 1>());
+    }
+  }
+  for (int v = 0; v < V; ++v)
+    for (int r = 0; r < R; ++r) StoreF(d, acc[v][r], ytile + r * rows.ostride + v * L);
+}
+// Tiles of R pixels x V vectors within the vector registers: accumulators,
+// one tap row's weights and an input vector per channel vector.
+template <int KW>
+constexpr int kNhwcClipV = kNhwcVecRegs >= 32 ? 2 : 1;
+template <int KW>
+constexpr int kNhwcClipR = (kNhwcVecRegs - 2 - kNhwcClipV<KW> * (KW + 1)) / kNhwcClipV<KW> >= 7 ? 7 : 4;
+// The columns [ox0, ox0 + bw) of the current row, channels [ca, cz) of
+// the block (whole vectors): tiles of kNhwcClipR pixels, then 4, 2 and 1.
+template <int KW, typename T>
+void NhwcRowClipped(const simd::NhwcPlan& pl, const float* HWY_RESTRICT xc, const NhwcRows& rows,
+                    const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t ox0, int64_t bw, int64_t ca,
+                    int64_t cz, T* HWY_RESTRICT yrow, NhwcPrefetch& pf) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  constexpr int V = kNhwcClipV<KW>;
+  auto tiles = [&](auto r, int64_t px) {
+    constexpr int R = decltype(r)::value;
+    int64_t cv = ca;
+    for (; cv + V * L <= cz; cv += V * L)
+      pf.step(), NhwcClipTile<R, V, KW>(pl, xc, rows, wt, bias, ox0 + px, cv, yrow + px * rows.ostride + (cv - ca));
+    for (; cv < cz; cv += L)
+      NhwcClipTile<R, 1, KW>(pl, xc, rows, wt, bias, ox0 + px, cv, yrow + px * rows.ostride + (cv - ca));
+  };
+  int64_t px = 0;
+  for (; px + kNhwcClipR<KW> <= bw; px += kNhwcClipR<KW>) tiles(std::integral_constant<int, kNhwcClipR<KW>>(), px);
+  if (px + 4 <= bw) tiles(std::integral_constant<int, 4>(), px), px += 4;
+  if (px + 2 <= bw) tiles(std::integral_constant<int, 2>(), px), px += 2;
+  if (px < bw) tiles(std::integral_constant<int, 1>(), px);
 }
 
 // Output columns [0, bw) of the current row for one channel vector; yrow
@@ -1069,6 +1157,16 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       };
       auto run = [&](auto* yrow) { run_with(std::false_type(), scratch, vplane, bw, yrow); };
       if constexpr (std::is_same_v<T, float>) {
+        if (in_place && pl.clipped) {
+          rows.pix = g.cin;
+          rows.rel0 = (oy0 + r) * g.sh - g.pt, rows.row_floats = g.src_w * g.cin, rows.ostride = g.c;
+          float* yrow = y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0 + ca;
+          const float* xc = xn + c0;
+          if (g.kw == 3) NhwcRowClipped<3>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
+          if (g.kw == 5) NhwcRowClipped<5>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
+          if (g.kw == 7) NhwcRowClipped<7>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
+          return pf.rest();
+        }
         if (in_place) {
           // Tap row i reads input row top + i*dh of the image; columns
           // [a, b) of the block have their whole window inside the input

@@ -290,6 +290,8 @@ struct NhwcPlan {
   // In place, output narrower than the kernel: NhwcNarrow's row tiles, and
   // whether they arrange their own weights (see NhwcNarrowTile).
   bool narrow = false, narrow_row_weights = false;
+  // In place, rows short enough for NhwcRowClipped's edge-clipped tiles.
+  bool clipped = false;
   // bf16 read in place, two channels per 32-bit lane (NhwcPairRow).
   bool pairs = false;
   int64_t scratch_floats = 0;
@@ -301,6 +303,8 @@ struct NhwcPlan {
     nby = ceil_div(g.out_h, ry);
   }
 };
+// Rows up to this many output columns take NhwcRowClipped in place.
+constexpr int64_t kNhwcClipCols = 16;
 constexpr int64_t kNhwcBudget = 64 * 1024;  // floats of scratch per thread (half of L2)
 // Whole mode walks channels in groups of 8 vectors (at most 8 x 16 floats).
 constexpr int64_t kNhwcGroup = 128;
@@ -414,9 +418,20 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   const bool no_pad_cols = g.pl == 0 && (g.out_w - 1) * g.sw + (g.kw - 1) * g.dw + 1 <= g.in_w;
   const int64_t ry0 = balance ? nhwc_balanced_rows(best, n, threads, 4) : g.out_h;
   const bool halo_bound = g.kh <= 5 && g.kw <= 5 && ry0 + (g.kh - 1) * g.dh >= 3 * ry0;
+  // And rows of at most kNhwcClipCols output columns at KW 3, 5 or 7 and
+  // at most 7 tap rows (7x7 and 14x14 images), whole rows in edge-clipped
+  // register tiles (NhwcRowClipped). Sapphire Rapids class Xeon, 2
+  // threads, fp32, the 17 such shapes of the seven suites, 3 interleaved
+  // runs against the previous plan (minima): batch 1 1.00-1.50x (geomean
+  // 1.14x; ConvNeXt 7x7 and 14x14 k7 1.50x / 1.27x), train pass
+  // 0.97-1.31x (1.11x), batch 16 1.07-2.00x (1.26x). SLaK's 47x5 on 14x14
+  // was 0.92x: taller kernels keep the copy, whose channel-vector order
+  // keeps a vector's weights in L1 across rows.
+  const bool short_rows =
+      g.out_w <= kNhwcClipCols && g.dw == 1 && (g.kw == 3 || g.kw == 5 || g.kw == 7) && g.kh <= 7;
   best.in_place = g.f32 && !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 16 == 0 &&
                   best.cb % 16 == 0 && g.sh == 1 && g.sw == 1 &&
-                  (g.kh * g.kw <= 9 || halo_bound || (g.out_w < g.kw && no_pad_cols));
+                  (g.kh * g.kw <= 9 || halo_bound || (g.out_w < g.kw && no_pad_cols) || short_rows);
   // Pair mode: bf16 where fp32 reads in place, at dilation 1 along W, whole
   // blocks of 32 channels (two of the widest vectors), rows of at most 16K
   // elements. Session 8, Sapphire Rapids class Xeon, 2 threads, k3, 3
@@ -431,6 +446,16 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // register window's 0.4-0.6 loads per FMA win) and 3 of them for a tile.
   best.narrow = best.in_place && g.out_w < g.kw && no_pad_cols && g.dh == 1 && g.out_w < 8 && g.out_h >= 3;
   best.narrow_row_weights = best.narrow && n == 1 && g.out_h <= 3 && g.out_w <= 3;
+  best.clipped = best.in_place && short_rows && !best.narrow;
+  if (best.clipped) {
+    // No scratch, so no budget to block by: whole rows (a column block
+    // would split the tiles: 768 x 7x7 k7 had blocks of 6 and 1 columns)
+    // and all channels, so that each row is one contiguous span
+    // (prefetched). Channel blocks walked outside the rows (whole mode's
+    // order) or split across threads were slower, batch 1, 2 threads.
+    best.bw = g.out_w, best.nbx = 1, best.wp = wp_full, best.whole = false;
+    best.cb = g.c, best.ncb = 1, best.cbp = round_up(g.c, 16);
+  }
   // Narrow mode's scratch: 3 tap rows of weights for a group of 8 vectors.
   if (best.narrow) best.scratch_floats = round_up(3 * g.kw * std::min(kNhwcGroup, best.cbp), 16);
   // Narrow mode: a thread's task takes rows in tiles of 3 (each input row

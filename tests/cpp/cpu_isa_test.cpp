@@ -64,7 +64,7 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(1, 2, 30, 30, 28, 28),            // output 3x3: cpu_fwd_nchw_dot, masked tail
       conv2d_shape(1, 2, 20, 24, 9, 19, 2, 3, 1, 2), // the same at stride 2 with a multiplier
       conv2d_shape(1, 3, 36, 36, 33, 33, 1, 0),      // kw = 33: two 16-lane vectors + tail on AVX-512
-      conv2d_shape(4, 48, 7, 7, 7, 7, 1, 3),         // NHWC whole-image mode, pixel tails across vectors
+      conv2d_shape(4, 48, 7, 7, 7, 7, 1, 3),         // whole-image mode (fp32 NHWC: clipped tiles), pixel tails
       conv2d_shape(1, 8, 21, 18, 5, 5, 2, 2),        // NHWC grad-input at stride 2 (upsampled dy)
       conv2d_shape(1, 51, 6, 6, 5, 5, 1, 2),         // NHWC rows of 6: pairs of vectors, a single, a partial
       conv2d_shape(2, 40, 5, 5, 3, 3, 1, 1),         // NHWC rows of 5 at kw = 3
@@ -73,14 +73,19 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(2, 32, 9, 23, 3, 3, 1, 1),        // pixel groups, tiles and both edges
       conv2d_shape(1, 48, 12, 12, 3, 3, 1, 2, 2),    // dilation 2
       conv2d_shape(1, 16, 6, 5, 3, 3, 1, 4),         // padding beyond the kernel (grad-input: negative)
-      conv2d_shape(1, 144, 7, 7, 3, 3, 1, 1),        // whole-image mode, channel groups
+      conv2d_shape(1, 136, 7, 7, 3, 3, 1, 1),        // whole-image mode, channel groups
       conv2d_shape(1, 1024, 4, 40, 3, 3, 1, 1),      // column blocks
       conv2d_shape(1, 32, 3, 2, 3, 3, 1, 1),         // no interior column
       conv1d_shape(2, 32, 50, 4, 1, 0, 1, 1, true),  // causal
       conv2d_shape(1, 32, 14, 15, 12, 12, 1, 0),     // output narrower than the kernel, no padding: 3x4 tiles
       conv2d_shape(2, 16, 20, 9, 7, 7, 1, 0),        // the same, 14x3 output (the scratch copy at bf16)
       conv2d_shape(1, 48, 12, 12, 10, 10, 1, 0),     // 3x3: one tile per block, weights arranged by tap row
-      conv2d_shape(1, 32, 7, 7, 5, 5, 1, 2),         // 5x5 in place (1-2 rows per task): 4 of 7 columns at edges
+      conv2d_shape(1, 32, 7, 20, 5, 5, 1, 2),        // 5x5 in place (1-2 rows per task): edge columns
+      // Edge-clipped tiles of short rows (cpu_plan_test pins the mode).
+      conv2d_shape(1, 48, 7, 7, 7, 7, 1, 3),
+      conv2d_shape(2, 32, 14, 13, 5, 5, 1, 2),
+      conv2d_shape(1, 16, 5, 16, 3, 3, 1, 1),
+      conv2d_shape(1, 16, 6, 5, 7, 7, 1, 3),
   };
   Shape asym = conv2d_shape(1, 3, 11, 12, 3, 5, 1, 0);
   asym.pad_top = 2, asym.pad_bottom = 0, asym.pad_left = 0, asym.pad_right = 3;
@@ -96,6 +101,10 @@ std::vector<Shape> isa_shapes() {
   Shape k53 = conv2d_shape(1, 48, 6, 11, 5, 3, 1, 0);
   k53.pad_top = 2, k53.pad_bottom = 1, k53.pad_left = 1, k53.pad_right = 2, k53.dil_w = 2;
   v.push_back(k53);
+  Shape clipped_asym = conv2d_shape(1, 32, 9, 10, 3, 7, 1, 0);  // clipped tiles, asymmetric, dilation down H
+  clipped_asym.pad_top = 1, clipped_asym.pad_bottom = 0, clipped_asym.pad_left = 0, clipped_asym.pad_right = 2;
+  clipped_asym.dil_h = 2;
+  v.push_back(clipped_asym);
   // Narrow mode with top and bottom padding (tile rows with missing tap
   // rows) and a dilation along W, one tile per block.
   Shape narrow_pad = conv2d_shape(1, 16, 5, 13, 4, 6, 1, 0);

@@ -32,7 +32,7 @@ TEST(CpuNhwcPlan, InPlaceShapesOfTheIsaTest) {
       conv2d_shape(2, 32, 9, 23, 3, 3, 1, 1),                    // 9 taps
       conv2d_shape(1, 48, 12, 12, 3, 3, 1, 2, 2),                // 9 taps, dilation 2
       padded(conv2d_shape(2, 64, 10, 17, 2, 3, 1, 0), 0, 1, 0, 2),  // even, asymmetric
-      conv2d_shape(1, 32, 7, 7, 5, 5, 1, 2),                     // 5x5: 1-2 rows per task
+      conv2d_shape(1, 32, 7, 20, 5, 5, 1, 2),                    // 5x5: 1-2 rows per task
       k53,                                                       // 5x3: 2 rows per task
   };
   for (const Shape& s : shapes)
@@ -40,8 +40,42 @@ TEST(CpuNhwcPlan, InPlaceShapesOfTheIsaTest) {
       const NhwcPlan p = forward_plan(s, t);
       EXPECT_TRUE(p.in_place) << s.str() << " threads " << t;
       EXPECT_FALSE(p.narrow) << s.str() << " threads " << t;
+      EXPECT_FALSE(p.clipped) << s.str() << " threads " << t;  // the edge columns
       EXPECT_FALSE(forward_plan(s, t, /*f32=*/false).in_place) << "bf16 " << s.str();
     }
+}
+
+TEST(CpuNhwcPlan, ClippedShortRowsOfTheIsaTest) {
+  // fp32 rows of at most 16 output columns at kw 3, 5 or 7, stride 1 and
+  // dilation 1 along W: in place in edge-clipped tiles (NhwcRowClipped),
+  // whole rows and all channels per task.
+  Shape asym = padded(conv2d_shape(1, 32, 9, 10, 3, 7, 1, 0), 1, 0, 0, 2);
+  asym.dil_h = 2;
+  const Shape shapes[] = {
+      conv2d_shape(1, 48, 7, 7, 7, 7, 1, 3),    // one tile of 7: 2 + 1 vectors
+      conv2d_shape(4, 48, 7, 7, 7, 7, 1, 3),    // batch 4
+      conv2d_shape(2, 32, 14, 13, 5, 5, 1, 2),  // 13 columns: tiles of 7, 4 and 2
+      conv2d_shape(1, 16, 5, 16, 3, 3, 1, 1),   // 16 columns: 7, 7 and 2
+      conv2d_shape(1, 16, 6, 5, 7, 7, 1, 3),    // kernel wider than the row: both edges in one tile
+      conv2d_shape(1, 16, 6, 5, 3, 3, 1, 4),    // padding beyond the kernel: tiles wholly outside
+      asym,                                     // asymmetric padding, dilation 2 down H
+  };
+  for (const Shape& s : shapes)
+    for (int t = 1; t <= 3; ++t) {
+      const NhwcPlan p = forward_plan(s, t);
+      EXPECT_TRUE(p.in_place && p.clipped && !p.narrow) << s.str() << " threads " << t;
+      EXPECT_EQ(p.bw, s.out_w()) << s.str();
+      EXPECT_EQ(p.nbx * p.ncb, 1) << s.str();
+      EXPECT_FALSE(forward_plan(s, t, /*f32=*/false).clipped) << "bf16 " << s.str();
+    }
+  const Shape others[] = {
+      conv2d_shape(1, 32, 7, 7, 3, 3, 2, 1),        // stride 2
+      conv2d_shape(1, 32, 7, 7, 3, 3, 1, 2, 2),     // dilation 2 along W
+      conv2d_shape(1, 32, 7, 17, 3, 3, 1, 1),       // 17 columns
+      conv2d_shape(1, 32, 7, 7, 9, 9, 1, 4),        // kw 9
+      conv2d_shape(1, 40, 7, 7, 7, 7, 1, 3),        // 40 channels
+  };
+  for (const Shape& s : others) EXPECT_FALSE(forward_plan(s, 2).clipped) << s.str();
 }
 
 TEST(CpuNhwcPlan, NarrowShapesOfTheIsaTest) {
@@ -91,7 +125,7 @@ TEST(CpuNhwcPlan, CopyWhereInPlaceLost) {
   const Shape shapes[] = {
       conv2d_shape(1, 32, 56, 56, 3, 3, 2, 1),
       conv2d_shape(1, 32, 56, 56, 5, 5, 1, 2),
-      conv2d_shape(1, 32, 14, 14, 7, 7, 1, 3),
+      conv2d_shape(1, 32, 28, 28, 7, 7, 1, 3),
       conv2d_shape(1, 32, 14, 14, 3, 3, 1, 1, 1, 2),
       conv2d_shape(1, 40, 14, 14, 3, 3, 1, 1),
   };
@@ -99,8 +133,9 @@ TEST(CpuNhwcPlan, CopyWhereInPlaceLost) {
 }
 
 TEST(CpuNhwcPlan, WholeImageAndRowBalancing) {
-  // 144 channels of a 7x7 image fit whole; batch 1 splits rows for the threads.
-  const NhwcPlan whole = forward_plan(conv2d_shape(1, 144, 7, 7, 3, 3, 1, 1), 2);
+  // 136 channels of a 7x7 image fit whole (not whole vectors: not in
+  // place); batch 1 splits rows for the threads.
+  const NhwcPlan whole = forward_plan(conv2d_shape(1, 136, 7, 7, 3, 3, 1, 1), 2);
   EXPECT_TRUE(whole.whole);
   const NhwcPlan big = forward_plan(conv2d_shape(1, 32, 112, 112, 3, 3, 1, 1), 2);
   EXPECT_FALSE(big.whole);
