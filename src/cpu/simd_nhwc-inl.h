@@ -401,7 +401,7 @@ template <int R, int V, int KW, int X, int... J>
 HWY_INLINE void NhwcTileInput(const float* HWY_RESTRICT& p, int64_t pix, const hn::Vec<hn::ScalableTag<float>> (&w)[V][KW],
                               hn::Vec<hn::ScalableTag<float>> (&acc)[V][R], std::integer_sequence<int, J...>) {
   const hn::ScalableTag<float> d;
-  constexpr int64_t L = int64_t(hn::MaxLanes(d));  // fixed-width targets only (kNhwcVecRegs)
+  const int64_t L = int64_t(hn::Lanes(d));
   for (int v = 0; v < V; ++v) {
     const auto xv = hn::LoadU(d, p + v * L);
     (((X - J) >= 0 && (X - J) < R ? void(acc[v][X - J] = hn::MulAdd(w[v][J], xv, acc[v][X - J])) : void()), ...);
@@ -501,25 +501,18 @@ HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scr
 // edge path (NhwcEdgeColumn: two loads per FMA) would take 6 of its 7
 // columns. Valid columns are one contiguous run, so one running pointer
 // steps over them.
-template <int R, int V, int KW, int X, int... J>
+template <int R, int V, int KW, int X>
 HWY_INLINE void NhwcClipInput(const float* HWY_RESTRICT& p, int64_t pix, int64_t x_lo, int64_t x_hi,
                               const hn::Vec<hn::ScalableTag<float>> (&w)[V][KW],
-                              hn::Vec<hn::ScalableTag<float>> (&acc)[V][R], std::integer_sequence<int, J...>) {
-  if (X < x_lo || X >= x_hi) return;
-  const hn::ScalableTag<float> d;
-  const int64_t L = int64_t(hn::Lanes(d));
-  for (int v = 0; v < V; ++v) {
-    const auto xv = hn::LoadU(d, p + v * L);
-    (((X - J) >= 0 && (X - J) < R ? void(acc[v][X - J] = hn::MulAdd(w[v][J], xv, acc[v][X - J])) : void()), ...);
-  }
-  p += pix;
+                              hn::Vec<hn::ScalableTag<float>> (&acc)[V][R]) {
+  if (X >= x_lo && X < x_hi) NhwcTileInput<R, V, KW, X>(p, pix, w, acc, std::make_integer_sequence<int, KW>());
 }
 template <int R, int V, int KW, int... X>
 HWY_INLINE void NhwcClipInputs(const float* HWY_RESTRICT first, int64_t pix, int64_t x_lo, int64_t x_hi,
                                const hn::Vec<hn::ScalableTag<float>> (&w)[V][KW],
                                hn::Vec<hn::ScalableTag<float>> (&acc)[V][R], std::integer_sequence<int, X...>) {
   const float* HWY_RESTRICT p = first;
-  (NhwcClipInput<R, V, KW, X>(p, pix, x_lo, x_hi, w, acc, std::make_integer_sequence<int, KW>()), ...);
+  (NhwcClipInput<R, V, KW, X>(p, pix, x_lo, x_hi, w, acc), ...);
 }
 // Output columns [ox, ox + R) of the current row, V whole channel vectors
 // from cv (relative to xc, wt, bias; ytile: the output pixel ox at cv).
@@ -550,10 +543,9 @@ HWY_INLINE void NhwcClipTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT
 }
 // Tiles of R pixels x V vectors within the vector registers: accumulators,
 // one tap row's weights and an input vector per channel vector.
-template <int KW>
 constexpr int kNhwcClipV = kNhwcVecRegs >= 32 ? 2 : 1;
 template <int KW>
-constexpr int kNhwcClipR = (kNhwcVecRegs - 2 - kNhwcClipV<KW> * (KW + 1)) / kNhwcClipV<KW> >= 7 ? 7 : 4;
+constexpr int kNhwcClipR = (kNhwcVecRegs - 2 - kNhwcClipV * (KW + 1)) / kNhwcClipV >= 7 ? 7 : 4;
 // The columns [ox0, ox0 + bw) of the current row, channels [ca, cz) of
 // the block (whole vectors): tiles of kNhwcClipR pixels, then 4, 2 and 1.
 template <int KW, typename T>
@@ -562,7 +554,7 @@ void NhwcRowClipped(const simd::NhwcPlan& pl, const float* HWY_RESTRICT xc, cons
                     int64_t cz, T* HWY_RESTRICT yrow, NhwcPrefetch& pf) {
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
-  constexpr int V = kNhwcClipV<KW>;
+  constexpr int V = kNhwcClipV;
   auto tiles = [&](auto r, int64_t px) {
     constexpr int R = decltype(r)::value;
     int64_t cv = ca;
@@ -1157,25 +1149,30 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       };
       auto run = [&](auto* yrow) { run_with(std::false_type(), scratch, vplane, bw, yrow); };
       if constexpr (std::is_same_v<T, float>) {
-        if (in_place && pl.clipped) {
-          rows.pix = g.cin;
-          rows.rel0 = (oy0 + r) * g.sh - g.pt, rows.row_floats = g.src_w * g.cin, rows.ostride = g.c;
-          float* yrow = y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0 + ca;
-          const float* xc = xn + c0;
-          if (g.kw == 3) NhwcRowClipped<3>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
-          if (g.kw == 5) NhwcRowClipped<5>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
-          if (g.kw == 7) NhwcRowClipped<7>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
-          return pf.rest();
-        }
         if (in_place) {
-          // Tap row i reads input row top + i*dh of the image; columns
-          // [a, b) of the block have their whole window inside the input
-          // and take the register-window compute, the others (the padding
-          // columns) NhwcEdgeColumn.
+          // Tap row i reads input row top + i*dh of the image. Short rows
+          // take the edge-clipped tiles whole; otherwise columns [a, b) of
+          // the block have their whole window inside the input and take
+          // the register-window compute, the others (the padding columns)
+          // NhwcEdgeColumn.
           rows.pix = g.cin;
           rows.rel0 = (oy0 + r) * g.sh - g.pt, rows.row_floats = g.src_w * g.cin, rows.ostride = g.c;
           float* yrow = y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0 + ca;
           const float* xc = xn + c0;
+          if (pl.clipped) {
+            switch (g.kw) {  // 3, 5 or 7 (plan_nhwc)
+              case 3:
+                NhwcRowClipped<3>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
+                break;
+              case 5:
+                NhwcRowClipped<5>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
+                break;
+              default:
+                NhwcRowClipped<7>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
+                break;
+            }
+            return pf.rest();
+          }
           const int64_t a = std::min(bw, std::max<int64_t>(0, int_lo - ox0));
           const int64_t b = std::max(a, std::min(bw, int_hi - ox0));
           for (int64_t px = 0; px < a; ++px) NhwcEdgeColumn(pl, xc, rows, wtc, bc, ox0 + px, ca, cz, yrow + px * g.c);
