@@ -18,6 +18,7 @@
 #define DWCONV_CPU_NHWC_INL_H_
 #endif
 
+#include <cstdlib>
 #include <numeric>
 #include <utility>
 
@@ -541,14 +542,19 @@ HWY_INLINE void NhwcClipTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT
   for (int v = 0; v < V; ++v)
     for (int r = 0; r < R; ++r) StoreF(d, acc[v][r], ytile + r * rows.ostride + v * L);
 }
-// Tiles of R pixels x V vectors within the vector registers: accumulators,
-// one tap row's weights and an input vector per channel vector: at KW 7
-// on 16-register targets 6 pixels (the 7 / 4 choice gave 4 there: Zen 3,
-// AVX2, 2 threads, ConvNeXt 768x7x7 and 384x14x14 ran 1.45x and 1.32x
-// faster with 6, interleaved runs, minima of 5).
+// Tiles of R pixels x V vectors in the vector registers: R x V
+// accumulators, V x KW weights of a tap row and V input vectors, at most 7
+// pixels, so that 7- and 14-wide rows are whole tiles: 7 at KW 3, 5 and 7
+// on every target. At KW 7 on 16-register targets (15 registers) that
+// replaced tiles of 4, then 6 pixels (6 + 1 on a 7-wide row, 6 + 6 + 2 on
+// a 14-wide one, whose 1- and 2-pixel tiles keep too few FMA chains in
+// flight). Zen 3, AVX2, 2 threads, batch 1, 9 interleaved runs (minima):
+// ConvNeXt 768x7x7 k7 4 -> 6 -> 7 pixels 1.45x, then 1.19x (0.070 ->
+// 0.059 ms); 384x14x14 k7 1.32x, then 1.18x (0.112 -> 0.095 ms).
 constexpr int kNhwcClipV = kNhwcVecRegs >= 32 ? 2 : 1;
 template <int KW>
-constexpr int kNhwcClipR = std::min(7, (kNhwcVecRegs - 2 - kNhwcClipV * (KW + 1)) / kNhwcClipV);
+constexpr int kNhwcClipR = std::min(7, kNhwcVecRegs / kNhwcClipV - KW - 1);
+static_assert(kNhwcClipR<7> == 7, "a 7-wide row is one tile");
 // The columns [ox0, ox0 + bw) of the current row, channels [ca, cz) of
 // the block (whole vectors): tiles of kNhwcClipR pixels, then 4, 2 and 1.
 template <int KW, typename T>

@@ -54,6 +54,7 @@ TEST(CpuNhwcPlan, ClippedShortRowsOfTheIsaTest) {
   const Shape shapes[] = {
       conv2d_shape(1, 48, 7, 7, 7, 7, 1, 3),    // one tile of 7: 2 + 1 vectors
       conv2d_shape(4, 48, 7, 7, 7, 7, 1, 3),    // batch 4
+      conv2d_shape(1, 32, 14, 14, 7, 7, 1, 3),  // 14 columns at k7: two tiles of 7
       conv2d_shape(2, 32, 14, 13, 5, 5, 1, 2),  // 13 columns: tiles of 7, 4 and 2
       conv2d_shape(1, 16, 5, 16, 3, 3, 1, 1),   // 16 columns: 7, 7 and 2
       conv2d_shape(1, 16, 6, 5, 7, 7, 1, 3),    // kernel wider than the row: both edges in one tile
