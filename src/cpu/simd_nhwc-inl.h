@@ -5,12 +5,12 @@
 // stride 1 a register window of the taps' weights feeds R pixels from
 // R + KW - 1 input loads. In-place mode (fp32 NHWC, stride 1, small
 // kernels: NhwcPlan::in_place) skips the copy and reads the input in place,
-// pixels C floats apart, bounds checking only the padding columns; rows of
-// at most 16 output columns (7x7, 14x14 images) take edge-clipped register
-// tiles instead, which skip the padding taps (NhwcRowClipped). Used by
-// simd_fwd_nhwc.cpp and
-// simd_dgrad_nhwc.cpp (grad-input at stride 1 = forward over dy with the
-// flipped kernel).
+// pixels C floats apart, bounds checking only the padding columns; bf16
+// reads in place in channel pairs (pair mode, NhwcLoadPair). Rows of at
+// most 16 output columns (7x7, 14x14 images) take edge-clipped register
+// tiles instead, fp32 or bf16 pairs, which skip the padding taps
+// (NhwcRowClipped). Used by simd_fwd_nhwc.cpp and simd_dgrad_nhwc.cpp
+// (grad-input at stride 1 = forward over dy with the flipped kernel).
 #if defined(DWCONV_CPU_NHWC_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef DWCONV_CPU_NHWC_INL_H_
 #undef DWCONV_CPU_NHWC_INL_H_
@@ -18,8 +18,8 @@
 #define DWCONV_CPU_NHWC_INL_H_
 #endif
 
-#include <cstdlib>
 #include <numeric>
+#include <type_traits>
 #include <utility>
 
 #include "cpu/simd_convert-inl.h"
@@ -395,16 +395,61 @@ constexpr int kNhwcVecRegs = 32;
 #else
 constexpr int kNhwcVecRegs = 16;
 #endif
-// Input column X of a tap row for a register-window tile (stride 1,
-// dilation 1, in place): V vectors loaded through the running pointer p,
-// each feeding output pixel X - j with tap j, where that is a pixel.
-template <int R, int V, int KW, int X, int... J>
-HWY_INLINE void NhwcTileInput(const float* HWY_RESTRICT& p, int64_t pix, const hn::Vec<hn::ScalableTag<float>> (&w)[V][KW],
-                              hn::Vec<hn::ScalableTag<float>> (&acc)[V][R], std::integer_sequence<int, J...>) {
+// Pair mode: bf16 NHWC read in place, 2L channels per whole-vector load.
+// Their 32-bit lanes hold channel pairs (2k, 2k + 1): shifted left by 16
+// they are the even channels in fp32, masked to the high half the odd ones,
+// so each input costs one load and one integer op per L channels. The copy
+// path converted every input into an fp32 scratch and read it back for
+// each tap: bf16 ran only 1.1-1.3x faster than fp32 there. Weights and bias
+// are arranged even-then-odd per 2L channels (NhwcArrange).
+struct NhwcPairIn {
+  hn::Vec<hn::ScalableTag<float>> even, odd;
+};
+HWY_INLINE NhwcPairIn NhwcLoadPair(const hbf16* HWY_RESTRICT p) {
   const hn::ScalableTag<float> d;
-  const int64_t L = int64_t(hn::Lanes(d));
+  const hn::RebindToUnsigned<decltype(d)> du;
+  const auto u = hn::LoadU(du, reinterpret_cast<const uint32_t*>(p));
+  return {hn::BitCast(d, hn::ShiftLeft<16>(u)), hn::BitCast(d, hn::And(u, hn::Set(du, 0xffff0000u)))};
+}
+// fp32 -> bf16 bits in the low half, rounded to nearest even (as StoreF).
+HWY_INLINE hn::Vec<hn::RebindToUnsigned<hn::ScalableTag<float>>> NhwcRoundBf16(hn::Vec<hn::ScalableTag<float>> v) {
+  const hn::ScalableTag<float> d;
+  const hn::RebindToUnsigned<decltype(d)> du;
+  const auto u = hn::BitCast(du, v);
+  const auto lsb = hn::And(hn::ShiftRight<16>(u), hn::Set(du, 1u));
+  const auto r = hn::ShiftRight<16>(hn::Add(u, hn::Add(hn::Set(du, 0x7fffu), lsb)));
+  const auto nan = hn::Or(hn::ShiftRight<16>(u), hn::Set(du, 0x40u));
+  return hn::IfThenElse(hn::RebindMask(du, hn::IsNaN(v)), nan, r);
+}
+HWY_INLINE void NhwcStorePair(hn::Vec<hn::ScalableTag<float>> even, hn::Vec<hn::ScalableTag<float>> odd,
+                              hbf16* HWY_RESTRICT p) {
+  const hn::RebindToUnsigned<hn::ScalableTag<float>> du;
+  hn::StoreU(hn::Or(hn::ShiftLeft<16>(NhwcRoundBf16(odd)), NhwcRoundBf16(even)), du, reinterpret_cast<uint32_t*>(p));
+}
+
+// Channel vector h of what an in-place tile reads at p: fp32, the h-th
+// vector; bf16 (pair mode), half h % 2 (even channels, then odd) of pair
+// vector h / 2, so that vector h's weights and bias sit h * L channels on
+// in both. h is a constant in the unrolled tile loops; the two halves of
+// one pair are two calls whose loads the compiler merges.
+HWY_INLINE hn::Vec<hn::ScalableTag<float>> NhwcLoadVec(const float* HWY_RESTRICT p, int h) {
+  const hn::ScalableTag<float> d;
+  return hn::LoadU(d, p + h * int64_t(hn::Lanes(d)));
+}
+HWY_INLINE hn::Vec<hn::ScalableTag<float>> NhwcLoadVec(const hbf16* HWY_RESTRICT p, int h) {
+  const NhwcPairIn in = NhwcLoadPair(p + (h / 2) * 2 * int64_t(hn::Lanes(hn::ScalableTag<float>())));
+  return h % 2 == 0 ? in.even : in.odd;
+}
+
+// Input column X of a tap row for a register-window tile (stride 1,
+// dilation 1, in place): vectors H0 .. H0 + V - 1 (NhwcLoadVec) loaded
+// through the running pointer p, each feeding output pixel X - j with tap
+// j, where that is a pixel.
+template <int R, int V, int KW, int H0, int X, typename TI, int... J>
+HWY_INLINE void NhwcTileInput(const TI* HWY_RESTRICT& p, int64_t pix, const hn::Vec<hn::ScalableTag<float>> (&w)[V][KW],
+                              hn::Vec<hn::ScalableTag<float>> (&acc)[V][R], std::integer_sequence<int, J...>) {
   for (int v = 0; v < V; ++v) {
-    const auto xv = hn::LoadU(d, p + v * L);
+    const auto xv = NhwcLoadVec(p, H0 + v);
     (((X - J) >= 0 && (X - J) < R ? void(acc[v][X - J] = hn::MulAdd(w[v][J], xv, acc[v][X - J])) : void()), ...);
   }
   p += pix;
@@ -413,7 +458,7 @@ template <int R, int V, int KW, int... X>
 HWY_INLINE void NhwcTileInputs(const float* HWY_RESTRICT xr, int64_t pix, const hn::Vec<hn::ScalableTag<float>> (&w)[V][KW],
                                hn::Vec<hn::ScalableTag<float>> (&acc)[V][R], std::integer_sequence<int, X...>) {
   const float* HWY_RESTRICT p = xr;  // the comma fold runs X in order
-  (NhwcTileInput<R, V, KW, X>(p, pix, w, acc, std::make_integer_sequence<int, KW>()), ...);
+  (NhwcTileInput<R, V, KW, 0, X>(p, pix, w, acc, std::make_integer_sequence<int, KW>()), ...);
 }
 
 // Output columns [px0, px0 + R) of the current row for V whole channel
@@ -502,75 +547,100 @@ HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scr
 // edge path (NhwcEdgeColumn: two loads per FMA) would take 6 of its 7
 // columns. Valid columns are one contiguous run, so one running pointer
 // steps over them.
-template <int R, int V, int KW, int X>
-HWY_INLINE void NhwcClipInput(const float* HWY_RESTRICT& p, int64_t pix, int64_t x_lo, int64_t x_hi,
+template <int R, int V, int KW, int H0, int X, typename TI>
+HWY_INLINE void NhwcClipInput(const TI* HWY_RESTRICT& p, int64_t pix, int64_t x_lo, int64_t x_hi,
                               const hn::Vec<hn::ScalableTag<float>> (&w)[V][KW],
                               hn::Vec<hn::ScalableTag<float>> (&acc)[V][R]) {
-  if (X >= x_lo && X < x_hi) NhwcTileInput<R, V, KW, X>(p, pix, w, acc, std::make_integer_sequence<int, KW>());
+  if (X >= x_lo && X < x_hi) NhwcTileInput<R, V, KW, H0, X>(p, pix, w, acc, std::make_integer_sequence<int, KW>());
 }
-template <int R, int V, int KW, int... X>
-HWY_INLINE void NhwcClipInputs(const float* HWY_RESTRICT first, int64_t pix, int64_t x_lo, int64_t x_hi,
+template <int R, int V, int KW, int H0, typename TI, int... X>
+HWY_INLINE void NhwcClipInputs(const TI* HWY_RESTRICT first, int64_t pix, int64_t x_lo, int64_t x_hi,
                                const hn::Vec<hn::ScalableTag<float>> (&w)[V][KW],
                                hn::Vec<hn::ScalableTag<float>> (&acc)[V][R], std::integer_sequence<int, X...>) {
-  const float* HWY_RESTRICT p = first;
-  (NhwcClipInput<R, V, KW, X>(p, pix, x_lo, x_hi, w, acc), ...);
+  const TI* HWY_RESTRICT p = first;
+  (NhwcClipInput<R, V, KW, H0, X>(p, pix, x_lo, x_hi, w, acc), ...);
 }
-// Output columns [ox, ox + R) of the current row, V whole channel vectors
-// from cv (relative to xc, wt, bias; ytile: the output pixel ox at cv).
-template <int R, int V, int KW, typename T>
-HWY_INLINE void NhwcClipTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT xc, const NhwcRows& rows,
+// Output columns [ox, ox + R) of the current row, channel vectors H0 ..
+// H0 + V - 1 from channel cv (NhwcLoadVec; relative to xc, wt, bias;
+// ytile: the output pixel ox at cv). fp32: H0 = 0, V whole vectors. bf16
+// (pair mode, cv a multiple of 2L): the even and odd halves of the pair
+// vector at cv, both at once (V = 2), or one per call (V = 1, 16-register
+// targets, where a pair's accumulators and weights do not fit): the even
+// call leaves its sums in `stash` (R x L floats) for the odd call, which
+// stores the pair.
+template <int R, int V, int KW, int H0, typename T>
+HWY_INLINE void NhwcClipTile(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xc, const NhwcRows& rows,
                              const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t ox, int64_t cv,
-                             T* HWY_RESTRICT ytile) {
+                             T* HWY_RESTRICT ytile, float* HWY_RESTRICT stash = nullptr) {
+  static_assert(std::is_same_v<T, float> ? H0 == 0 : (V == 2 && H0 == 0) || (V == 1 && H0 <= 1), "vectors of a tile");
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
   const simd::NhwcGeom& g = pl.g;
   const int64_t ix0 = ox - g.pl;
   const int64_t x_lo = std::max<int64_t>(0, -ix0), x_hi = std::min<int64_t>(R + KW - 1, g.in_w - ix0);
+  const int64_t c = cv + H0 * L;  // the first vector's weights and bias
   hn::Vec<decltype(d)> acc[V][R];
   for (int v = 0; v < V; ++v)
-    for (int r = 0; r < R; ++r) acc[v][r] = bias ? hn::Load(d, bias + cv + v * L) : hn::Zero(d);
+    for (int r = 0; r < R; ++r) acc[v][r] = bias ? hn::Load(d, bias + c + v * L) : hn::Zero(d);
   if (x_lo < x_hi) {
     for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
-      const float* HWY_RESTRICT wr = wt + i * KW * pl.cp + cv;
+      const float* HWY_RESTRICT wr = wt + i * KW * pl.cp + c;
       hn::Vec<decltype(d)> w[V][KW];
       for (int v = 0; v < V; ++v)
         for (int j = 0; j < KW; ++j) w[v][j] = hn::Load(d, wr + j * pl.cp + v * L);
-      NhwcClipInputs<R, V, KW>(xc + rows.template offset<true>(i, g.dh) + (ix0 + x_lo) * rows.pix + cv, rows.pix,
-                               x_lo, x_hi, w, acc, std::make_integer_sequence<int, R + KW - 1>());
+      NhwcClipInputs<R, V, KW, H0>(xc + rows.template offset<true>(i, g.dh) + (ix0 + x_lo) * rows.pix + cv, rows.pix,
+                                   x_lo, x_hi, w, acc, std::make_integer_sequence<int, R + KW - 1>());
     }
   }
-  for (int v = 0; v < V; ++v)
-    for (int r = 0; r < R; ++r) StoreF(d, acc[v][r], ytile + r * rows.ostride + v * L);
+  if constexpr (std::is_same_v<T, float>) {
+    for (int v = 0; v < V; ++v)
+      for (int r = 0; r < R; ++r) StoreF(d, acc[v][r], ytile + r * rows.ostride + v * L);
+  } else if constexpr (V == 2) {
+    for (int r = 0; r < R; ++r) NhwcStorePair(acc[0][r], acc[1][r], ytile + r * rows.ostride);
+  } else if constexpr (H0 == 0) {
+    for (int r = 0; r < R; ++r) hn::Store(acc[0][r], d, stash + r * L);
+  } else {
+    for (int r = 0; r < R; ++r) NhwcStorePair(hn::Load(d, stash + r * L), acc[0][r], ytile + r * rows.ostride);
+  }
 }
 // Tiles of R pixels x V vectors in the vector registers: R x V
 // accumulators, V x KW weights of a tap row and V input vectors, at most 7
-// pixels, so that 7- and 14-wide rows are whole tiles: 7 at KW 3, 5 and 7
-// on every target. At KW 7 on 16-register targets (15 registers) that
-// replaced tiles of 4, then 6 pixels (6 + 1 on a 7-wide row, 6 + 6 + 2 on
-// a 14-wide one, whose 1- and 2-pixel tiles keep too few FMA chains in
-// flight). Zen 3, AVX2, 2 threads, batch 1, 9 interleaved runs (minima):
-// ConvNeXt 768x7x7 k7 4 -> 6 -> 7 pixels 1.45x, then 1.19x (0.070 ->
-// 0.059 ms); 384x14x14 k7 1.32x, then 1.18x (0.112 -> 0.095 ms).
+// pixels so that 7- and 14-wide rows are whole tiles (7 at KW 3, 5 and 7 on
+// every target: 7 + 7 + 1 = 15 registers at KW 7 on 16-register targets).
+// Why 7 and not fewer: docs/performance-cpu.md, sessions 11 and 12.
 constexpr int kNhwcClipV = kNhwcVecRegs >= 32 ? 2 : 1;
 template <int KW>
 constexpr int kNhwcClipR = std::min(7, kNhwcVecRegs / kNhwcClipV - KW - 1);
 static_assert(kNhwcClipR<7> == 7, "a 7-wide row is one tile");
 // The columns [ox0, ox0 + bw) of the current row, channels [ca, cz) of
-// the block (whole vectors): tiles of kNhwcClipR pixels, then 4, 2 and 1.
+// the block (whole vectors; bf16: whole pair vectors): tiles of
+// kNhwcClipR pixels, then 4, 2 and 1.
 template <int KW, typename T>
-void NhwcRowClipped(const simd::NhwcPlan& pl, const float* HWY_RESTRICT xc, const NhwcRows& rows,
+void NhwcRowClipped(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xc, const NhwcRows& rows,
                     const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t ox0, int64_t bw, int64_t ca,
                     int64_t cz, T* HWY_RESTRICT yrow, NhwcPrefetch& pf) {
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
   constexpr int V = kNhwcClipV;
+  HWY_ALIGN float stash[7 * hn::MaxLanes(d)];  // bf16, V = 1: a tile's even half
   auto tiles = [&](auto r, int64_t px) {
     constexpr int R = decltype(r)::value;
+    static_assert(R <= 7, "the stash holds 7 pixels");
+    T* HWY_RESTRICT ytile = yrow + px * rows.ostride - ca;
     int64_t cv = ca;
-    for (; cv + V * L <= cz; cv += V * L)
-      pf.step(), NhwcClipTile<R, V, KW>(pl, xc, rows, wt, bias, ox0 + px, cv, yrow + px * rows.ostride + (cv - ca));
-    for (; cv < cz; cv += L)
-      NhwcClipTile<R, 1, KW>(pl, xc, rows, wt, bias, ox0 + px, cv, yrow + px * rows.ostride + (cv - ca));
+    if constexpr (std::is_same_v<T, float>) {
+      for (; cv + V * L <= cz; cv += V * L)
+        pf.step(), NhwcClipTile<R, V, KW, 0>(pl, xc, rows, wt, bias, ox0 + px, cv, ytile + cv);
+      for (; cv < cz; cv += L) NhwcClipTile<R, 1, KW, 0>(pl, xc, rows, wt, bias, ox0 + px, cv, ytile + cv);
+    } else if constexpr (V == 2) {
+      for (; cv < cz; cv += 2 * L) pf.step(), NhwcClipTile<R, 2, KW, 0>(pl, xc, rows, wt, bias, ox0 + px, cv, ytile + cv);
+    } else {
+      for (; cv < cz; cv += 2 * L) {
+        pf.step();
+        NhwcClipTile<R, 1, KW, 0>(pl, xc, rows, wt, bias, ox0 + px, cv, ytile + cv, stash);
+        NhwcClipTile<R, 1, KW, 1>(pl, xc, rows, wt, bias, ox0 + px, cv, ytile + cv, stash);
+      }
+    }
   };
   int64_t px = 0;
   for (; px + kNhwcClipR<KW> <= bw; px += kNhwcClipR<KW>) tiles(std::integral_constant<int, kNhwcClipR<KW>>(), px);
@@ -899,38 +969,6 @@ void NhwcArrange(const simd::NhwcPlan& pl, const T* w, const T* b, bool flip, fl
   }
 }
 
-// Pair mode: bf16 NHWC read in place, 2L channels per whole-vector load.
-// Their 32-bit lanes hold channel pairs (2k, 2k + 1): shifted left by 16
-// they are the even channels in fp32, masked to the high half the odd ones,
-// so each input costs one load and one integer op per L channels. The copy
-// path converted every input into an fp32 scratch and read it back for
-// each tap: bf16 ran only 1.1-1.3x faster than fp32 there. Weights and bias
-// are arranged even-then-odd per 2L channels (NhwcArrange).
-struct NhwcPairIn {
-  hn::Vec<hn::ScalableTag<float>> even, odd;
-};
-HWY_INLINE NhwcPairIn NhwcLoadPair(const hbf16* HWY_RESTRICT p) {
-  const hn::ScalableTag<float> d;
-  const hn::RebindToUnsigned<decltype(d)> du;
-  const auto u = hn::LoadU(du, reinterpret_cast<const uint32_t*>(p));
-  return {hn::BitCast(d, hn::ShiftLeft<16>(u)), hn::BitCast(d, hn::And(u, hn::Set(du, 0xffff0000u)))};
-}
-// fp32 -> bf16 bits in the low half, rounded to nearest even (as StoreF).
-HWY_INLINE hn::Vec<hn::RebindToUnsigned<hn::ScalableTag<float>>> NhwcRoundBf16(hn::Vec<hn::ScalableTag<float>> v) {
-  const hn::ScalableTag<float> d;
-  const hn::RebindToUnsigned<decltype(d)> du;
-  const auto u = hn::BitCast(du, v);
-  const auto lsb = hn::And(hn::ShiftRight<16>(u), hn::Set(du, 1u));
-  const auto r = hn::ShiftRight<16>(hn::Add(u, hn::Add(hn::Set(du, 0x7fffu), lsb)));
-  const auto nan = hn::Or(hn::ShiftRight<16>(u), hn::Set(du, 0x40u));
-  return hn::IfThenElse(hn::RebindMask(du, hn::IsNaN(v)), nan, r);
-}
-HWY_INLINE void NhwcStorePair(hn::Vec<hn::ScalableTag<float>> even, hn::Vec<hn::ScalableTag<float>> odd,
-                              hbf16* HWY_RESTRICT p) {
-  const hn::RebindToUnsigned<hn::ScalableTag<float>> du;
-  hn::StoreU(hn::Or(hn::ShiftLeft<16>(NhwcRoundBf16(odd)), NhwcRoundBf16(even)), du, reinterpret_cast<uint32_t*>(p));
-}
-
 // R output pixels from px (their whole windows inside the input row) of
 // one pair vector: x points at the pair vector's channels in input column
 // px - pl + 0 of tap row 0's input row; rows of the image row_elems apart.
@@ -1078,6 +1116,9 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
   const int64_t ext_h = (g.kh - 1) * g.dh + 1;
   bool pad_cols_zeroed = false;  // whole mode: this thread's scratch padding columns
   const bool in_place = std::is_same_v<T, float> && pl.in_place;
+  // What reads the input itself, no scratch copy: in-place mode and the
+  // clipped tiles (fp32 in place, or bf16 in pairs).
+  const bool no_copy = in_place || pl.clipped;
   // In-place mode: output columns [int_lo, int_hi) of the image read no padding.
   const int64_t last_tap = (g.kw - 1) * g.dw;
   const int64_t int_lo = g.pl <= 0 ? 0 : simd::ceil_div(g.pl, g.sw);
@@ -1102,7 +1143,7 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
     // Input row iy lives in slot (iy - base) mod slots.
     const int64_t base = oy0 * g.sh - g.pt;
     if constexpr (!std::is_same_v<T, float>) {
-      if (pl.pairs) {
+      if (pl.pairs && !pl.clipped) {
         T* yt = y + (n * g.out_h + oy0) * g.out_w * g.c + ox0 * g.c + c0;
         for (int64_t r = 0; r < ry; ++r, yt += g.out_w * g.c) {
           if (g.kw == 3)
@@ -1157,31 +1198,36 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
         }
       };
       auto run = [&](auto* yrow) { run_with(std::false_type(), scratch, vplane, bw, yrow); };
+      if (no_copy) {
+        // Tap row i reads input row top + i*dh of the image, rows
+        // src_w * cin elements apart, pixels cin apart.
+        rows.pix = g.cin;
+        rows.rel0 = (oy0 + r) * g.sh - g.pt, rows.row_floats = g.src_w * g.cin, rows.ostride = g.c;
+      }
+      auto yrow_nhwc = [&] { return y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0 + ca; };
+      if (pl.clipped) {  // short rows: whole, in edge-clipped tiles
+        T* yrow = yrow_nhwc();
+        const T* xc = xn + c0;
+        switch (g.kw) {  // 3, 5 or 7 (plan_nhwc)
+          case 3:
+            NhwcRowClipped<3>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
+            break;
+          case 5:
+            NhwcRowClipped<5>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
+            break;
+          default:
+            NhwcRowClipped<7>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
+            break;
+        }
+        return pf.rest();
+      }
       if constexpr (std::is_same_v<T, float>) {
         if (in_place) {
-          // Tap row i reads input row top + i*dh of the image. Short rows
-          // take the edge-clipped tiles whole; otherwise columns [a, b) of
-          // the block have their whole window inside the input and take
-          // the register-window compute, the others (the padding columns)
-          // NhwcEdgeColumn.
-          rows.pix = g.cin;
-          rows.rel0 = (oy0 + r) * g.sh - g.pt, rows.row_floats = g.src_w * g.cin, rows.ostride = g.c;
-          float* yrow = y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0 + ca;
+          // Columns [a, b) of the block have their whole window inside the
+          // input and take the register-window compute, the others (the
+          // padding columns) NhwcEdgeColumn.
+          float* yrow = yrow_nhwc();
           const float* xc = xn + c0;
-          if (pl.clipped) {
-            switch (g.kw) {  // 3, 5 or 7 (plan_nhwc)
-              case 3:
-                NhwcRowClipped<3>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
-                break;
-              case 5:
-                NhwcRowClipped<5>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
-                break;
-              default:
-                NhwcRowClipped<7>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
-                break;
-            }
-            return pf.rest();
-          }
           const int64_t a = std::min(bw, std::max<int64_t>(0, int_lo - ox0));
           const int64_t b = std::max(a, std::min(bw, int_hi - ox0));
           for (int64_t px = 0; px < a; ++px) NhwcEdgeColumn(pl, xc, rows, wtc, bc, ox0 + px, ca, cz, yrow + px * g.c);
@@ -1279,7 +1325,7 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
     int64_t next_in = base;  // first input row not copied yet
     for (int64_t r = 0; r < ry; ++r) {
       const int64_t top = (oy0 + r) * g.sh - g.pt;
-      if (!in_place)
+      if (!no_copy)
         for (int64_t iy = std::max(next_in, top); iy < top + ext_h; ++iy)
           NhwcCopyRow(pl, xn, xend, iy, ix0, wp, c0, nc, vplane, scratch + ((iy - base) % pl.slots) * wp * L);
       next_in = top + ext_h;

@@ -290,7 +290,8 @@ struct NhwcPlan {
   // In place, output narrower than the kernel: NhwcNarrow's row tiles, and
   // whether they arrange their own weights (see NhwcNarrowTile).
   bool narrow = false, narrow_row_weights = false;
-  // In place, rows short enough for NhwcRowClipped's edge-clipped tiles.
+  // Rows short enough for NhwcRowClipped's edge-clipped tiles, read in
+  // place (fp32) or in pairs (bf16).
   bool clipped = false;
   // bf16 read in place, two channels per 32-bit lane (NhwcPairRow).
   bool pairs = false;
@@ -446,15 +447,20 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // interleaved runs against the copy (minima): 16 x 32x112x112 1.54x,
   // 16 x 480x14x14 1.39x, 16 x 1152x7x7 1.25x; 64 x 384x64x64 (rows of 24K
   // elements) 0.82x, so rows that long keep the copy.
+  // Short rows take the clipped tiles with pair mode's loads (k7 too).
+  // Session 16, Zen 4 (AVX-512), 2 threads, the 12 short-row shapes of the
+  // suites, 5 interleaved runs against the previous plan (pair rows at k3,
+  // the copy at k5 / k7; minima): batch 16 1.00-1.99x (geomean 1.60x),
+  // batch 1 0.86-1.52x (1.16x); AVX2 on the same machine 1.45x / 1.20x.
   best.pairs = !g.f32 && !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 32 == 0 && best.cb % 32 == 0 &&
                g.sh == 1 && g.sw == 1 && g.dw == 1 && g.src_w * g.c <= 16384 &&
-               (g.kh * g.kw <= 9 || halo_bound);
+               (g.kh * g.kw <= 9 || halo_bound || short_rows);
   if (best.in_place || best.pairs) best.scratch_floats = 16;  // no copy: the scratch goes unused
   // Narrow mode needs rows too short for a pixel group of 8 (else the
   // register window's 0.4-0.6 loads per FMA win) and 3 of them for a tile.
   best.narrow = best.in_place && g.out_w < g.kw && no_pad_cols && g.dh == 1 && g.out_w < 8 && g.out_h >= 3;
   best.narrow_row_weights = best.narrow && n == 1 && g.out_h <= 3 && g.out_w <= 3;
-  best.clipped = best.in_place && short_rows && !best.narrow;
+  best.clipped = (best.in_place || best.pairs) && short_rows && !best.narrow;
   if (best.clipped) {
     // No scratch, so no budget to block by: whole rows (a column block
     // would split the tiles: 768 x 7x7 k7 had blocks of 6 and 1 columns)

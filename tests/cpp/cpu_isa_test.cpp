@@ -87,6 +87,10 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(1, 16, 5, 16, 3, 3, 1, 1),
       conv2d_shape(1, 16, 6, 5, 7, 7, 1, 3),
       conv2d_shape(1, 32, 14, 14, 7, 7, 1, 3),  // k7: two tiles of 7 (15 of 16 registers on AVX2 / SSE4)
+      // bf16 clipped tiles in pairs (fp32: in place, the edge columns): two
+      // pair vectors, tiles of 7, 7 and 1; a kernel wider than the row.
+      conv2d_shape(2, 64, 6, 15, 3, 3, 1, 1),
+      conv2d_shape(1, 64, 6, 5, 7, 7, 1, 3),
   };
   Shape asym = conv2d_shape(1, 3, 11, 12, 3, 5, 1, 0);
   asym.pad_top = 2, asym.pad_bottom = 0, asym.pad_left = 0, asym.pad_right = 3;

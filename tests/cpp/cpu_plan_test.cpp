@@ -46,9 +46,9 @@ TEST(CpuNhwcPlan, InPlaceShapesOfTheIsaTest) {
 }
 
 TEST(CpuNhwcPlan, ClippedShortRowsOfTheIsaTest) {
-  // fp32 rows of at most 16 output columns at kw 3, 5 or 7, stride 1 and
-  // dilation 1 along W: in place in edge-clipped tiles (NhwcRowClipped),
-  // whole rows and all channels per task.
+  // Rows of at most 16 output columns at kw 3, 5 or 7, stride 1 and
+  // dilation 1 along W: in place (fp32; bf16 in pairs) in edge-clipped
+  // tiles (NhwcRowClipped), whole rows and all channels per task.
   Shape asym = padded(conv2d_shape(1, 32, 9, 10, 3, 7, 1, 0), 1, 0, 0, 2);
   asym.dil_h = 2;
   const Shape shapes[] = {
@@ -67,7 +67,18 @@ TEST(CpuNhwcPlan, ClippedShortRowsOfTheIsaTest) {
       EXPECT_TRUE(p.in_place && p.clipped && !p.narrow) << s.str() << " threads " << t;
       EXPECT_EQ(p.bw, s.out_w()) << s.str();
       EXPECT_EQ(p.nbx * p.ncb, 1) << s.str();
-      EXPECT_FALSE(forward_plan(s, t, /*f32=*/false).clipped) << "bf16 " << s.str();
+      // bf16 in pairs: whole blocks of 32 channels.
+      const NhwcPlan b = forward_plan(s, t, /*f32=*/false);
+      EXPECT_EQ(b.clipped && b.pairs, s.c % 32 == 0) << "bf16 " << s.str() << " threads " << t;
+      EXPECT_EQ(b.clipped, b.pairs) << "bf16 " << s.str();
+    }
+  // bf16 only (cpu_isa_test): pairs of tiles of 7 and one of 1, two pair
+  // vectors on AVX-512; a 7x7 kernel wider than the 5-wide row.
+  for (const Shape& s : {conv2d_shape(2, 64, 6, 15, 3, 3, 1, 1), conv2d_shape(1, 64, 6, 5, 7, 7, 1, 3)})
+    for (int t = 1; t <= 3; ++t) {
+      const NhwcPlan b = forward_plan(s, t, /*f32=*/false);
+      EXPECT_TRUE(b.clipped && b.pairs && !b.in_place) << "bf16 " << s.str() << " threads " << t;
+      EXPECT_EQ(b.nbx * b.ncb, 1) << s.str();
     }
   const Shape others[] = {
       conv2d_shape(1, 32, 7, 7, 3, 3, 2, 1),        // stride 2
