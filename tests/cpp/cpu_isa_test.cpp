@@ -177,6 +177,24 @@ TEST_P(CpuIsa, SimdVariantsOnRandomShapes) {
   for (int i = 0; i < 25; ++i) check_simd_variants(GetParam(), check::random_shape(rng), 300 + i, runs);
 }
 
+// Clipped short rows split into one channel block per thread, each
+// thread arranging its block's weights (NhwcPlan::owned; cpu_plan_test
+// pins which thread counts take it): every shape at 1, 2 and 3 threads.
+std::vector<Shape> owned_shapes() {
+  return {
+      conv2d_shape(1, 96, 7, 7, 5, 5, 1, 2),    // fp32: blocks of 48 (2 threads), 32 (3)
+      conv2d_shape(1, 80, 7, 7, 3, 3, 1, 1),    // fp32: 48 + 32 (2 threads)
+      conv2d_shape(1, 128, 5, 9, 3, 3, 1, 1),   // bf16: 64 + 64 (2); fp32 48 + 48 + 32 (3)
+      conv2d_shape(1, 224, 6, 6, 7, 7, 1, 3),   // bf16: 128 + 96 (2), 96 + 96 + 32 (3)
+  };
+}
+TEST_P(CpuIsa, SimdVariantsOnOwnedChannelBlocks) {
+  std::map<std::string, int> runs;
+  const std::vector<Shape> shapes = owned_shapes();
+  for (size_t i = 0; i < shapes.size(); ++i)
+    for (uint64_t t = 0; t < 3; ++t) check_simd_variants(GetParam(), shapes[i], 402 + 3 * i + t, runs);
+}
+
 INSTANTIATE_TEST_SUITE_P(Targets, CpuIsa, ::testing::ValuesIn(cpu::supported_targets()),
                          [](const auto& info) { return info.param; });
 

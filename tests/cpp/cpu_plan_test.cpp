@@ -90,6 +90,42 @@ TEST(CpuNhwcPlan, ClippedShortRowsOfTheIsaTest) {
   for (const Shape& s : others) EXPECT_FALSE(forward_plan(s, 2).clipped) << s.str();
 }
 
+TEST(CpuNhwcPlan, OwnedChannelBlocksOfTheIsaTest) {
+  // cpu_isa_test's owned_shapes(): clipped rows whose images give the
+  // threads fewer than 4 rows each split into one channel block per thread
+  // (blocks of whole 16 channels, bf16 32), given two of them per thread.
+  struct Want {
+    Shape s;
+    bool f32;
+    int threads;
+    int64_t cb;  // 0: not owned
+  };
+  const Want wants[] = {
+      {conv2d_shape(1, 96, 7, 7, 5, 5, 1, 2), true, 1, 0},    // 7 rows: one thread has 4 or more
+      {conv2d_shape(1, 96, 7, 7, 5, 5, 1, 2), true, 2, 48},
+      {conv2d_shape(1, 96, 7, 7, 5, 5, 1, 2), true, 3, 32},
+      {conv2d_shape(1, 96, 7, 7, 5, 5, 1, 2), false, 2, 0},   // bf16: 96 < 2 x 2 x 32
+      {conv2d_shape(1, 80, 7, 7, 3, 3, 1, 1), true, 2, 48},
+      {conv2d_shape(1, 80, 7, 7, 3, 3, 1, 1), true, 3, 0},
+      {conv2d_shape(1, 128, 5, 9, 3, 3, 1, 1), false, 2, 64},
+      {conv2d_shape(1, 128, 5, 9, 3, 3, 1, 1), true, 3, 48},
+      {conv2d_shape(1, 224, 6, 6, 7, 7, 1, 3), false, 2, 128},
+      {conv2d_shape(1, 224, 6, 6, 7, 7, 1, 3), false, 3, 96},
+      {conv2d_shape(2, 224, 6, 6, 7, 7, 1, 3), false, 2, 0},  // batch 2: 12 rows for 2 threads
+      {conv2d_shape(1, 768, 14, 14, 7, 7, 1, 3), true, 2, 0}, // 14 rows
+  };
+  for (const Want& w : wants) {
+    const NhwcPlan p = forward_plan(w.s, w.threads, w.f32);
+    const std::string what = (w.f32 ? "f32 " : "bf16 ") + w.s.str() + " threads " + std::to_string(w.threads);
+    EXPECT_TRUE(p.clipped) << what;
+    EXPECT_EQ(p.owned, w.cb > 0) << what;
+    if (w.cb == 0) continue;
+    EXPECT_EQ(p.cb, w.cb) << what;
+    EXPECT_EQ(p.ncb, (w.s.c + w.cb - 1) / w.cb) << what;
+    EXPECT_EQ(p.nby * p.nbx, 1) << what;
+  }
+}
+
 TEST(CpuNhwcPlan, NarrowShapesOfTheIsaTest) {
   const Shape shapes[] = {
       conv2d_shape(1, 32, 14, 15, 12, 12, 1, 0),  // 3x4 output
