@@ -356,8 +356,8 @@ inline int64_t nhwc_balanced_rows(const NhwcPlan& p, int64_t n, int threads, int
 // threads in as few tasks as that takes (the estimate: whole tasks dealt
 // out evenly, each of ry rows). For rows read in place, which copy no
 // halo per task: 14 rows at batch 1 on 2 threads take 2 tasks of 7, where
-// nhwc_balanced_rows' 7 tasks of 2 split 4 + 3 and each task's last row
-// prefetched nothing ahead.
+// nhwc_balanced_rows' 7 tasks of 2 split 4 + 3, and each task's first
+// rows start cold (its last row prefetches nothing ahead).
 inline int64_t nhwc_even_rows(int64_t out_h, int64_t images, int threads) {
   int64_t best_ry = out_h, best_load = 0;
   for (int64_t nby = 1; nby <= out_h; ++nby) {
@@ -494,10 +494,17 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // Narrow mode: a thread's task takes rows in tiles of 3 (each input row
   // serves 3 output rows), so rows are split only as far as the threads need.
   if (balance) best.finish_rows(nhwc_balanced_rows(best, n, threads, best.narrow ? 1 : 4));
-  // Clipped rows: Zen 4, fp32, 2 threads, batch 1, the 7 14x14 short-row
-  // shapes of the suites, 7 interleaved runs (minima): tasks of 7 rows
-  // 1.15-1.45x (geomean 1.22x) over 7 tasks of 2; 14 tasks of 1 0.99x.
-  if (balance && best.clipped) best.finish_rows(nhwc_even_rows(g.out_h, n, threads));
+  // Whatever reads the input in place (clipped rows, in-place and pair
+  // mode) copies no halo per task, so its rows per task come from
+  // nhwc_even_rows. Zen 4, 2 threads, batch 1, 7 interleaved runs
+  // (minima): the 7 14x14 clipped shapes of the suites, tasks of 7 rows
+  // 1.15-1.45x (geomean 1.22x) over 7 tasks of 2, 14 tasks of 1 0.99x;
+  // then 5 runs, the 8 stride-1 k3 shapes on 28x28 to 112x112, fp32
+  // 0.99-1.33x (1.19x; 112x112 takes 2 tasks of 56 rows where 8 of 14 were
+  // balanced too, but each task's start and last row ran without the
+  // prefetch), bf16 pair rows 1.09x; grad-input 1.07x; batch 3 1.03x.
+  if (balance && (best.clipped || best.in_place || best.pairs) && !best.narrow)
+    best.finish_rows(nhwc_even_rows(g.out_h, n, threads));
   // Clipped rows split by channels, one block per thread, where the rows
   // of all images give the threads fewer than 4 each (batch 1 on 7x7
   // images: 7 one-row tasks split 4 + 3) and each block has two units

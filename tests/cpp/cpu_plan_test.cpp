@@ -185,13 +185,26 @@ TEST(CpuNhwcPlan, WholeImageAndRowBalancing) {
   // place); batch 1 splits rows for the threads.
   const NhwcPlan whole = forward_plan(conv2d_shape(1, 136, 7, 7, 3, 3, 1, 1), 2);
   EXPECT_TRUE(whole.whole);
-  const NhwcPlan big = forward_plan(conv2d_shape(1, 32, 112, 112, 3, 3, 1, 1), 2);
-  EXPECT_FALSE(big.whole);
+  // The copy: about 4 tasks per thread (each re-copies its window's halo).
+  const NhwcPlan big = forward_plan(conv2d_shape(1, 32, 56, 56, 5, 5, 1, 2), 2);
+  EXPECT_FALSE(big.whole || big.in_place);
   EXPECT_EQ(big.nbx * big.ncb, 1);
-  EXPECT_EQ(big.ry, 14);  // 8 tasks: 4 per thread
+  EXPECT_EQ(big.ry, 7);  // 8 tasks: 4 per thread
   EXPECT_EQ(big.nby, 8);
+  // Read in place (no halo copied per task): the fewest tasks that split
+  // the rows evenly (nhwc_even_rows).
+  const NhwcPlan in_place = forward_plan(conv2d_shape(1, 32, 112, 112, 3, 3, 1, 1), 2);
+  EXPECT_TRUE(in_place.in_place);
+  EXPECT_EQ(in_place.ry, 56);
+  const NhwcPlan clipped = forward_plan(conv2d_shape(1, 32, 14, 14, 5, 5, 1, 2), 2);
+  EXPECT_TRUE(clipped.clipped && !clipped.owned);
+  EXPECT_EQ(clipped.ry, 7);
+  EXPECT_EQ(forward_plan(conv2d_shape(1, 32, 14, 14, 5, 5, 1, 2), 3).ry, 5);  // 5 + 5 + 4 rows
+  EXPECT_EQ(forward_plan(conv2d_shape(3, 32, 14, 14, 5, 5, 1, 2), 2).ry, 7);  // 6 tasks
+  EXPECT_EQ(forward_plan(conv2d_shape(1, 32, 112, 112, 3, 3, 1, 1), 2, /*f32=*/false).ry, 56);  // bf16 pairs
   // Batch 16 gives the threads enough tasks: no split.
   EXPECT_EQ(forward_plan(conv2d_shape(16, 32, 112, 112, 3, 3, 1, 1), 2).nby, 1);
+  EXPECT_EQ(forward_plan(conv2d_shape(16, 32, 56, 56, 5, 5, 1, 2), 2).nby, 1);
 }
 
 }  // namespace
