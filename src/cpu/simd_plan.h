@@ -352,18 +352,19 @@ inline int64_t nhwc_balanced_rows(const NhwcPlan& p, int64_t n, int threads, int
   const int64_t want = ceil_div(per_thread * int64_t(threads), std::max<int64_t>(1, n * p.nbx * p.ncb));
   return want > 1 ? ceil_div(p.g.out_h, want) : p.g.out_h;
 }
-// Rows per task that spread `images` x blocks of rows evenly over the
-// threads in as few tasks as that takes (the estimate: whole tasks dealt
-// out evenly, each of ry rows). For rows read in place, which copy no
-// halo per task: 14 rows at batch 1 on 2 threads take 2 tasks of 7, where
-// nhwc_balanced_rows' 7 tasks of 2 split 4 + 3, and each task's first
-// rows start cold (its last row prefetches nothing ahead).
-inline int64_t nhwc_even_rows(int64_t out_h, int64_t images, int threads) {
+// Rows per task that spread `units` (images x column and channel blocks)
+// x blocks of rows evenly over the threads in as few tasks as that takes
+// (the estimate: whole tasks dealt out evenly, each of ry rows). For rows
+// that copy little or no halo per task: 14 rows at batch 1 on 2 threads
+// take 2 tasks of 7, where nhwc_balanced_rows' 7 tasks of 2 split 4 + 3,
+// and each task's first rows start cold (its last row prefetches nothing
+// ahead).
+inline int64_t nhwc_even_rows(int64_t out_h, int64_t units, int threads) {
   int64_t best_ry = out_h, best_load = 0;
   for (int64_t nby = 1; nby <= out_h; ++nby) {
     const int64_t ry = ceil_div(out_h, nby);
     if (ceil_div(out_h, ry) != nby) continue;  // the same blocks as a smaller nby
-    const int64_t load = ceil_div(images * nby, threads) * ry;
+    const int64_t load = ceil_div(units * nby, threads) * ry;
     if (best_load == 0 || load < best_load) best_load = load, best_ry = ry;
   }
   return best_ry;
@@ -503,8 +504,14 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // 0.99-1.33x (1.19x; 112x112 takes 2 tasks of 56 rows where 8 of 14 were
   // balanced too, but each task's start and last row ran without the
   // prefetch), bf16 pair rows 1.09x; grad-input 1.07x; batch 3 1.03x.
-  if (balance && (best.clipped || best.in_place || best.pairs) && !best.narrow)
-    best.finish_rows(nhwc_even_rows(g.out_h, n, threads));
+  // So does the copy of whole rows of all channels for kernels up to 7x7
+  // (fewer halos copied): 5 runs, batch 1, fp32 28x28 / 56x56 k5 and k7
+  // 1.17-1.32x, stride 2 1.06-1.13x, InceptionNeXt 1.00-1.07x; bf16 alike.
+  // With column blocks (384 channels on 32x32 and 64x64) it was
+  // 0.74-0.89x and past 7x7 0.96-1.02x: those keep nhwc_balanced_rows.
+  const bool whole_rows_copy = !best.whole && best.nbx == 1 && best.ncb == 1 && g.kh * g.kw <= 49;
+  if (balance && (best.clipped || best.in_place || best.pairs || whole_rows_copy) && !best.narrow)
+    best.finish_rows(nhwc_even_rows(g.out_h, n * best.nbx * best.ncb, threads));
   // Clipped rows split by channels, one block per thread, where the rows
   // of all images give the threads fewer than 4 each (batch 1 on 7x7
   // images: 7 one-row tasks split 4 + 3) and each block has two units

@@ -185,12 +185,18 @@ TEST(CpuNhwcPlan, WholeImageAndRowBalancing) {
   // place); batch 1 splits rows for the threads.
   const NhwcPlan whole = forward_plan(conv2d_shape(1, 136, 7, 7, 3, 3, 1, 1), 2);
   EXPECT_TRUE(whole.whole);
-  // The copy: about 4 tasks per thread (each re-copies its window's halo).
-  const NhwcPlan big = forward_plan(conv2d_shape(1, 32, 56, 56, 5, 5, 1, 2), 2);
+  // The copy past 7x7: about 4 tasks per thread (each re-copies its
+  // window's halo).
+  const NhwcPlan big = forward_plan(conv2d_shape(1, 32, 56, 56, 9, 9, 1, 4), 2);
   EXPECT_FALSE(big.whole || big.in_place);
   EXPECT_EQ(big.nbx * big.ncb, 1);
   EXPECT_EQ(big.ry, 7);  // 8 tasks: 4 per thread
   EXPECT_EQ(big.nby, 8);
+  // The copy of whole rows up to 7x7: one task per thread (nhwc_even_rows).
+  const NhwcPlan k5 = forward_plan(conv2d_shape(1, 32, 56, 56, 5, 5, 1, 2), 2);
+  EXPECT_FALSE(k5.whole || k5.in_place);
+  EXPECT_EQ(k5.nbx * k5.ncb, 1);
+  EXPECT_EQ(k5.ry, 28);
   // Read in place (no halo copied per task): the fewest tasks that split
   // the rows evenly (nhwc_even_rows).
   const NhwcPlan in_place = forward_plan(conv2d_shape(1, 32, 112, 112, 3, 3, 1, 1), 2);
