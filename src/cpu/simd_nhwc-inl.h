@@ -401,7 +401,7 @@ constexpr int kNhwcVecRegs = 16;
 // so each input costs one load and one integer op per L channels. The copy
 // path converted every input into an fp32 scratch and read it back for
 // each tap: bf16 ran only 1.1-1.3x faster than fp32 there. Weights and bias
-// are arranged even-then-odd per 2L channels (NhwcArrange).
+// are arranged even-then-odd per 2L channels (NhwcArrangeRange).
 struct NhwcPairIn {
   hn::Vec<hn::ScalableTag<float>> even, odd;
 };
