@@ -475,7 +475,15 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   best.pairs = !g.f32 && !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 32 == 0 && best.cb % 32 == 0 &&
                g.sh == 1 && g.sw == 1 && g.dw == 1 && g.src_w * g.c <= 16384 &&
                (g.kh * g.kw <= 9 || halo_bound || short_rows);
-  if (best.in_place || best.pairs) best.scratch_floats = 16;  // no copy: the scratch goes unused
+  if (best.in_place || best.pairs) {
+    best.scratch_floats = 16;  // no copy: the scratch goes unused
+    // So does its budget, which cut the rows into column blocks (384 x
+    // 64x64 at k3: 54 and 10 columns, the 10 at a fraction of the rate,
+    // and rows split against them unevenly): whole rows. Zen 4, 2
+    // threads, 5 interleaved runs (minima): that shape 1.47x at batch 1,
+    // 1.40x at batch 16.
+    best.bw = g.out_w, best.nbx = 1, best.wp = wp_full;
+  }
   // Narrow mode needs rows too short for a pixel group of 8 (else the
   // register window's 0.4-0.6 loads per FMA win) and 3 of them for a tile.
   best.narrow = best.in_place && g.out_w < g.kw && no_pad_cols && g.dh == 1 && g.out_w < 8 && g.out_h >= 3;

@@ -74,7 +74,7 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(1, 48, 12, 12, 3, 3, 1, 2, 2),    // dilation 2
       conv2d_shape(1, 16, 6, 5, 3, 3, 1, 4),         // padding beyond the kernel (grad-input: negative)
       conv2d_shape(1, 136, 7, 7, 3, 3, 1, 1),        // whole-image mode, channel groups
-      conv2d_shape(1, 1024, 4, 40, 3, 3, 1, 1),      // column blocks
+      conv2d_shape(1, 1024, 4, 40, 3, 3, 1, 1),      // fp32 in place: whole rows; bf16: the copy's column blocks
       conv2d_shape(1, 32, 3, 2, 3, 3, 1, 1),         // no interior column
       conv1d_shape(2, 32, 50, 4, 1, 0, 1, 1, true),  // causal
       conv2d_shape(1, 32, 14, 15, 12, 12, 1, 0),     // output narrower than the kernel, no padding: 3x4 tiles

@@ -39,6 +39,7 @@ TEST(CpuNhwcPlan, InPlaceShapesOfTheIsaTest) {
     for (int t = 1; t <= 3; ++t) {
       const NhwcPlan p = forward_plan(s, t);
       EXPECT_TRUE(p.in_place) << s.str() << " threads " << t;
+      EXPECT_EQ(p.nbx, 1) << s.str() << " threads " << t;  // no scratch budget to cut rows by
       EXPECT_FALSE(p.narrow) << s.str() << " threads " << t;
       EXPECT_FALSE(p.clipped) << s.str() << " threads " << t;  // the edge columns
       EXPECT_FALSE(forward_plan(s, t, /*f32=*/false).in_place) << "bf16 " << s.str();
@@ -165,6 +166,19 @@ TEST(CpuNhwcPlan, PairModeForBf16) {
       conv2d_shape(64, 384, 64, 64, 3, 3, 1, 1),     // rows of 24K elements
   };
   for (const Shape& s : copies) EXPECT_FALSE(forward_plan(s, 2, /*f32=*/false).pairs) << s.str();
+}
+
+TEST(CpuNhwcPlan, ColumnBlocksOnlyForTheCopy) {
+  // cpu_isa_test's 1024 x 4x40 k3: fp32 reads whole rows in place, bf16
+  // (rows of 40K elements, no pair mode) copies them in column blocks.
+  const Shape s = conv2d_shape(1, 1024, 4, 40, 3, 3, 1, 1);
+  for (int t = 1; t <= 3; ++t) {
+    const NhwcPlan f = forward_plan(s, t), b = forward_plan(s, t, /*f32=*/false);
+    EXPECT_TRUE(f.in_place && f.nbx == 1 && f.bw == 40) << "threads " << t;
+    EXPECT_TRUE(!b.in_place && !b.pairs && b.nbx > 1) << "threads " << t;
+  }
+  const NhwcPlan big = forward_plan(conv2d_shape(1, 384, 64, 64, 3, 3, 1, 1), 2);
+  EXPECT_TRUE(big.in_place && big.nbx == 1 && big.ry == 32);
 }
 
 TEST(CpuNhwcPlan, CopyWhereInPlaceLost) {
