@@ -445,12 +445,16 @@ HWY_INLINE hn::Vec<hn::ScalableTag<float>> NhwcLoadVec(const hbf16* HWY_RESTRICT
 // dilation 1, in place): vectors H0 .. H0 + V - 1 (NhwcLoadVec) loaded
 // through the running pointer p, each feeding output pixel X - j with tap
 // j, where that is a pixel.
-template <int R, int V, int KW, int H0, int X, typename TI, int... J>
+template <int R, int V, int KW, int SW, int H0, int X, typename TI, int... J>
 HWY_INLINE void NhwcTileInput(const TI* HWY_RESTRICT& p, int64_t pix, const hn::Vec<hn::ScalableTag<float>> (&w)[V][KW],
                               hn::Vec<hn::ScalableTag<float>> (&acc)[V][R], std::integer_sequence<int, J...>) {
   for (int v = 0; v < V; ++v) {
     const auto xv = NhwcLoadVec(p, H0 + v);
-    (((X - J) >= 0 && (X - J) < R ? void(acc[v][X - J] = hn::MulAdd(w[v][J], xv, acc[v][X - J])) : void()), ...);
+    // Input X feeds pixel (X - j) / SW with tap j, where that is a pixel.
+    (((X - J) >= 0 && (X - J) % SW == 0 && (X - J) / SW < R
+          ? void(acc[v][(X - J) / SW] = hn::MulAdd(w[v][J], xv, acc[v][(X - J) / SW]))
+          : void()),
+     ...);
   }
   p += pix;
 }
@@ -458,7 +462,7 @@ template <int R, int V, int KW, int... X>
 HWY_INLINE void NhwcTileInputs(const float* HWY_RESTRICT xr, int64_t pix, const hn::Vec<hn::ScalableTag<float>> (&w)[V][KW],
                                hn::Vec<hn::ScalableTag<float>> (&acc)[V][R], std::integer_sequence<int, X...>) {
   const float* HWY_RESTRICT p = xr;  // the comma fold runs X in order
-  (NhwcTileInput<R, V, KW, 0, X>(p, pix, w, acc, std::make_integer_sequence<int, KW>()), ...);
+  (NhwcTileInput<R, V, KW, 1, 0, X>(p, pix, w, acc, std::make_integer_sequence<int, KW>()), ...);
 }
 
 // Output columns [px0, px0 + R) of the current row for V whole channel
@@ -547,18 +551,19 @@ HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scr
 // edge path (NhwcEdgeColumn: two loads per FMA) would take 6 of its 7
 // columns. Valid columns are one contiguous run, so one running pointer
 // steps over them.
-template <int R, int V, int KW, int H0, int X, typename TI>
+template <int R, int V, int KW, int SW, int H0, int X, typename TI>
 HWY_INLINE void NhwcClipInput(const TI* HWY_RESTRICT& p, int64_t pix, int64_t x_lo, int64_t x_hi,
                               const hn::Vec<hn::ScalableTag<float>> (&w)[V][KW],
                               hn::Vec<hn::ScalableTag<float>> (&acc)[V][R]) {
-  if (X >= x_lo && X < x_hi) NhwcTileInput<R, V, KW, H0, X>(p, pix, w, acc, std::make_integer_sequence<int, KW>());
+  if (X >= x_lo && X < x_hi)
+    NhwcTileInput<R, V, KW, SW, H0, X>(p, pix, w, acc, std::make_integer_sequence<int, KW>());
 }
-template <int R, int V, int KW, int H0, typename TI, int... X>
+template <int R, int V, int KW, int SW, int H0, typename TI, int... X>
 HWY_INLINE void NhwcClipInputs(const TI* HWY_RESTRICT first, int64_t pix, int64_t x_lo, int64_t x_hi,
                                const hn::Vec<hn::ScalableTag<float>> (&w)[V][KW],
                                hn::Vec<hn::ScalableTag<float>> (&acc)[V][R], std::integer_sequence<int, X...>) {
   const TI* HWY_RESTRICT p = first;
-  (NhwcClipInput<R, V, KW, H0, X>(p, pix, x_lo, x_hi, w, acc), ...);
+  (NhwcClipInput<R, V, KW, SW, H0, X>(p, pix, x_lo, x_hi, w, acc), ...);
 }
 // Output columns [ox, ox + R) of the current row, channel vectors H0 ..
 // H0 + V - 1 from channel cv (NhwcLoadVec; relative to xc, wt, bias;
@@ -568,7 +573,7 @@ HWY_INLINE void NhwcClipInputs(const TI* HWY_RESTRICT first, int64_t pix, int64_
 // targets, where a pair's accumulators and weights do not fit): the even
 // call leaves its sums in `stash` (R x L floats) for the odd call, which
 // stores the pair.
-template <int R, int V, int KW, int H0, typename T>
+template <int R, int V, int KW, int SW, int H0, typename T>
 HWY_INLINE void NhwcClipTile(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xc, const NhwcRows& rows,
                              const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t ox, int64_t cv,
                              T* HWY_RESTRICT ytile, float* HWY_RESTRICT stash = nullptr) {
@@ -576,8 +581,9 @@ HWY_INLINE void NhwcClipTile(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xc,
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
   const simd::NhwcGeom& g = pl.g;
-  const int64_t ix0 = ox - g.pl;
-  const int64_t x_lo = std::max<int64_t>(0, -ix0), x_hi = std::min<int64_t>(R + KW - 1, g.in_w - ix0);
+  constexpr int kCols = (R - 1) * SW + KW;  // input columns of the tile's window
+  const int64_t ix0 = ox * SW - g.pl;
+  const int64_t x_lo = std::max<int64_t>(0, -ix0), x_hi = std::min<int64_t>(kCols, g.in_w - ix0);
   const int64_t c = cv + H0 * L;  // the first vector's weights and bias
   hn::Vec<decltype(d)> acc[V][R];
   for (int v = 0; v < V; ++v)
@@ -588,8 +594,8 @@ HWY_INLINE void NhwcClipTile(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xc,
       hn::Vec<decltype(d)> w[V][KW];
       for (int v = 0; v < V; ++v)
         for (int j = 0; j < KW; ++j) w[v][j] = hn::Load(d, wr + j * pl.cp + v * L);
-      NhwcClipInputs<R, V, KW, H0>(xc + rows.template offset<true>(i, g.dh) + (ix0 + x_lo) * rows.pix + cv, rows.pix,
-                                   x_lo, x_hi, w, acc, std::make_integer_sequence<int, R + KW - 1>());
+      NhwcClipInputs<R, V, KW, SW, H0>(xc + rows.template offset<true>(i, g.dh) + (ix0 + x_lo) * rows.pix + cv,
+                                       rows.pix, x_lo, x_hi, w, acc, std::make_integer_sequence<int, kCols>());
     }
   }
   if constexpr (std::is_same_v<T, float>) {
@@ -615,7 +621,7 @@ static_assert(kNhwcClipR<7> == 7, "a 7-wide row is one tile");
 // The columns [ox0, ox0 + bw) of the current row, channels [ca, cz) of
 // the block (whole vectors; bf16: whole pair vectors): tiles of
 // kNhwcClipR pixels, then 4, 2 and 1.
-template <int KW, typename T>
+template <int KW, int SW, typename T>
 void NhwcRowClipped(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xc, const NhwcRows& rows,
                     const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t ox0, int64_t bw, int64_t ca,
                     int64_t cz, T* HWY_RESTRICT yrow, NhwcPrefetch& pf) {
@@ -630,15 +636,15 @@ void NhwcRowClipped(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xc, const Nh
     int64_t cv = ca;
     if constexpr (std::is_same_v<T, float>) {
       for (; cv + V * L <= cz; cv += V * L)
-        pf.step(), NhwcClipTile<R, V, KW, 0>(pl, xc, rows, wt, bias, ox0 + px, cv, ytile + cv);
-      for (; cv < cz; cv += L) NhwcClipTile<R, 1, KW, 0>(pl, xc, rows, wt, bias, ox0 + px, cv, ytile + cv);
+        pf.step(), NhwcClipTile<R, V, KW, SW, 0>(pl, xc, rows, wt, bias, ox0 + px, cv, ytile + cv);
+      for (; cv < cz; cv += L) NhwcClipTile<R, 1, KW, SW, 0>(pl, xc, rows, wt, bias, ox0 + px, cv, ytile + cv);
     } else if constexpr (V == 2) {
-      for (; cv < cz; cv += 2 * L) pf.step(), NhwcClipTile<R, 2, KW, 0>(pl, xc, rows, wt, bias, ox0 + px, cv, ytile + cv);
+      for (; cv < cz; cv += 2 * L) pf.step(), NhwcClipTile<R, 2, KW, SW, 0>(pl, xc, rows, wt, bias, ox0 + px, cv, ytile + cv);
     } else {
       for (; cv < cz; cv += 2 * L) {
         pf.step();
-        NhwcClipTile<R, 1, KW, 0>(pl, xc, rows, wt, bias, ox0 + px, cv, ytile + cv, stash);
-        NhwcClipTile<R, 1, KW, 1>(pl, xc, rows, wt, bias, ox0 + px, cv, ytile + cv, stash);
+        NhwcClipTile<R, 1, KW, SW, 0>(pl, xc, rows, wt, bias, ox0 + px, cv, ytile + cv, stash);
+        NhwcClipTile<R, 1, KW, SW, 1>(pl, xc, rows, wt, bias, ox0 + px, cv, ytile + cv, stash);
       }
     }
   };
@@ -1221,15 +1227,21 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       if (pl.clipped) {  // short rows: whole, in edge-clipped tiles
         T* yrow = yrow_nhwc();
         const T* xc = xn + c0;
-        switch (g.kw) {  // 3, 5 or 7 (plan_nhwc)
-          case 3:
-            NhwcRowClipped<3>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
+        switch (g.kw * 2 + int(g.sw == 2)) {  // kw 3, 5 or 7 at stride 1, 3 or 5 at stride 2 (plan_nhwc)
+          case 6:
+            NhwcRowClipped<3, 1>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
             break;
-          case 5:
-            NhwcRowClipped<5>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
+          case 10:
+            NhwcRowClipped<5, 1>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
+            break;
+          case 7:
+            NhwcRowClipped<3, 2>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
+            break;
+          case 11:
+            NhwcRowClipped<5, 2>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
             break;
           default:
-            NhwcRowClipped<7>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
+            NhwcRowClipped<7, 1>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
             break;
         }
         return pf.rest();

@@ -447,8 +447,8 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   const bool no_pad_cols = g.pl == 0 && (g.out_w - 1) * g.sw + (g.kw - 1) * g.dw + 1 <= g.in_w;
   const int64_t ry0 = balance ? nhwc_balanced_rows(best, n, threads, 4) : g.out_h;
   const bool halo_bound = g.kh <= 5 && g.kw <= 5 && ry0 + (g.kh - 1) * g.dh >= 3 * ry0;
-  // And rows of at most kNhwcClipCols output columns at KW 3, 5 or 7 and
-  // at most 7 tap rows (7x7 and 14x14 images), whole rows in edge-clipped
+  // And rows of at most kNhwcClipCols output columns at KW 3, 5 or 7,
+  // stride 1, and at most 7 tap rows (7x7 and 14x14 images), whole rows in edge-clipped
   // register tiles (NhwcRowClipped). Sapphire Rapids class Xeon, 2
   // threads, fp32, the 17 such shapes of the seven suites, 3 interleaved
   // runs against the previous plan (minima): batch 1 1.00-1.50x (geomean
@@ -456,11 +456,18 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // 0.97-1.31x (1.11x), batch 16 1.07-2.00x (1.26x). SLaK's 47x5 on 14x14
   // was 0.92x: taller kernels keep the copy, whose channel-vector order
   // keeps a vector's weights in L1 across rows.
-  const bool short_rows =
-      g.out_w <= kNhwcClipCols && g.dw == 1 && (g.kw == 3 || g.kw == 5 || g.kw == 7) && g.kh <= 7;
+  // At stride 2 (along W; down H 1 or 2) kw 5, and kw 3 in bf16. Session
+  // 16, Zen 4, 2 threads, the 4 such suite shapes (28x28 and 14x14 inputs),
+  // 5 interleaved runs against the copy (minima): bf16 1.00-1.73x at batch
+  // 1 and 16 (14x14 k3 1.69-1.73x, k5 1.53-1.61x); fp32 k5 1.30-1.38x,
+  // fp32 k3 0.83-0.98x, so fp32 k3 keeps the copy.
+  const bool short_rows = g.out_w <= kNhwcClipCols && g.dw == 1 && g.kh <= 7 &&
+                          ((g.sw == 1 && g.sh == 1 && (g.kw == 3 || g.kw == 5 || g.kw == 7)) ||
+                           (g.sw == 2 && g.sh <= 2 && (g.kw == 5 || (g.kw == 3 && !g.f32))));
+  const bool stride1 = g.sh == 1 && g.sw == 1;
   best.in_place = g.f32 && !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 16 == 0 &&
-                  best.cb % 16 == 0 && g.sh == 1 && g.sw == 1 &&
-                  (g.kh * g.kw <= 9 || halo_bound || (g.out_w < g.kw && no_pad_cols) || short_rows);
+                  best.cb % 16 == 0 &&
+                  ((stride1 && (g.kh * g.kw <= 9 || halo_bound || (g.out_w < g.kw && no_pad_cols))) || short_rows);
   // Pair mode: bf16 where fp32 reads in place, at dilation 1 along W, whole
   // blocks of 32 channels (two of the widest vectors), rows of at most 16K
   // elements. Session 8, Sapphire Rapids class Xeon, 2 threads, k3, 3
@@ -473,8 +480,7 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // the copy at k5 / k7; minima): batch 16 1.00-1.99x (geomean 1.60x),
   // batch 1 0.86-1.52x (1.16x); AVX2 on the same machine 1.45x / 1.20x.
   best.pairs = !g.f32 && !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 32 == 0 && best.cb % 32 == 0 &&
-               g.sh == 1 && g.sw == 1 && g.dw == 1 && g.src_w * g.c <= 16384 &&
-               (g.kh * g.kw <= 9 || halo_bound || short_rows);
+               g.dw == 1 && g.src_w * g.c <= 16384 && ((stride1 && (g.kh * g.kw <= 9 || halo_bound)) || short_rows);
   if (best.in_place || best.pairs) {
     best.scratch_floats = 16;  // no copy: the scratch goes unused
     // So does its budget, which cut the rows into column blocks (384 x
@@ -486,7 +492,7 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   }
   // Narrow mode needs rows too short for a pixel group of 8 (else the
   // register window's 0.4-0.6 loads per FMA win) and 3 of them for a tile.
-  best.narrow = best.in_place && g.out_w < g.kw && no_pad_cols && g.dh == 1 && g.out_w < 8 && g.out_h >= 3;
+  best.narrow = best.in_place && stride1 && g.out_w < g.kw && no_pad_cols && g.dh == 1 && g.out_w < 8 && g.out_h >= 3;
   best.narrow_row_weights = best.narrow && n == 1 && g.out_h <= 3 && g.out_w <= 3;
   best.clipped = (best.in_place || best.pairs) && short_rows && !best.narrow;
   if (best.clipped) {

@@ -91,6 +91,11 @@ std::vector<Shape> isa_shapes() {
       // pair vectors, tiles of 7, 7 and 1; a kernel wider than the row.
       conv2d_shape(2, 64, 6, 15, 3, 3, 1, 1),
       conv2d_shape(1, 64, 6, 5, 7, 7, 1, 3),
+      // Clipped tiles at stride 2: k5 (fp32 two vectors and one; bf16 pairs,
+      // odd sizes), k3 (bf16 only; fp32 copies).
+      conv2d_shape(1, 48, 14, 14, 5, 5, 2, 2),
+      conv2d_shape(2, 64, 13, 15, 5, 5, 2, 2),
+      conv2d_shape(1, 64, 14, 14, 3, 3, 2, 1),
   };
   Shape asym = conv2d_shape(1, 3, 11, 12, 3, 5, 1, 0);
   asym.pad_top = 2, asym.pad_bottom = 0, asym.pad_left = 0, asym.pad_right = 3;
@@ -106,6 +111,9 @@ std::vector<Shape> isa_shapes() {
   Shape k53 = conv2d_shape(1, 48, 6, 11, 5, 3, 1, 0);
   k53.pad_top = 2, k53.pad_bottom = 1, k53.pad_left = 1, k53.pad_right = 2, k53.dil_w = 2;
   v.push_back(k53);
+  Shape clipped_s12 = conv2d_shape(1, 32, 9, 20, 3, 3, 1, 1);  // bf16 clipped, stride 2 along W only
+  clipped_s12.stride_w = 2;
+  v.push_back(clipped_s12);
   Shape clipped_asym = conv2d_shape(1, 32, 9, 10, 3, 7, 1, 0);  // clipped tiles, asymmetric, dilation down H
   clipped_asym.pad_top = 1, clipped_asym.pad_bottom = 0, clipped_asym.pad_left = 0, clipped_asym.pad_right = 2;
   clipped_asym.dil_h = 2;

@@ -81,8 +81,26 @@ TEST(CpuNhwcPlan, ClippedShortRowsOfTheIsaTest) {
       EXPECT_TRUE(b.clipped && b.pairs && !b.in_place) << "bf16 " << s.str() << " threads " << t;
       EXPECT_EQ(b.nbx * b.ncb, 1) << s.str();
     }
+  // Stride 2: kw 5, and kw 3 in bf16 (cpu_isa_test's shapes).
+  Shape s12 = conv2d_shape(1, 32, 9, 20, 3, 3, 1, 1);
+  s12.stride_w = 2;
+  struct Want {
+    Shape s;
+    bool f32, bf16;
+  };
+  const Want stride2[] = {
+      {conv2d_shape(1, 48, 14, 14, 5, 5, 2, 2), true, false},  // 48 channels: no bf16 pairs
+      {conv2d_shape(2, 64, 13, 15, 5, 5, 2, 2), true, true},
+      {conv2d_shape(1, 64, 14, 14, 3, 3, 2, 1), false, true},
+      {s12, false, true},
+  };
+  for (const Want& w : stride2)
+    for (int t = 1; t <= 3; ++t) {
+      EXPECT_EQ(forward_plan(w.s, t).clipped, w.f32) << w.s.str() << " threads " << t;
+      EXPECT_EQ(forward_plan(w.s, t, /*f32=*/false).clipped, w.bf16) << "bf16 " << w.s.str() << " threads " << t;
+    }
   const Shape others[] = {
-      conv2d_shape(1, 32, 7, 7, 3, 3, 2, 1),        // stride 2
+      conv2d_shape(1, 32, 7, 7, 3, 3, 2, 1),        // stride 2, k3, fp32
       conv2d_shape(1, 32, 7, 7, 3, 3, 1, 2, 2),     // dilation 2 along W
       conv2d_shape(1, 32, 7, 17, 3, 3, 1, 1),       // 17 columns
       conv2d_shape(1, 32, 7, 7, 9, 9, 1, 4),        // kw 9
@@ -162,7 +180,7 @@ TEST(CpuNhwcPlan, PairModeForBf16) {
   const Shape copies[] = {
       conv2d_shape(1, 48, 12, 12, 3, 3, 1, 1),       // 48 channels
       conv2d_shape(1, 64, 12, 12, 3, 3, 1, 1, 2),    // dilation 2
-      conv2d_shape(1, 64, 28, 28, 3, 3, 2, 1),       // stride 2
+      conv2d_shape(1, 64, 56, 56, 3, 3, 2, 1),       // stride 2 on rows of 28 (14 take the clipped tiles)
       conv2d_shape(64, 384, 64, 64, 3, 3, 1, 1),     // rows of 24K elements
   };
   for (const Shape& s : copies) EXPECT_FALSE(forward_plan(s, 2, /*f32=*/false).pairs) << s.str();
