@@ -458,7 +458,7 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // keeps a vector's weights in L1 across rows.
   // At stride 2 (along W; down H 1 or 2) kw 5, and kw 3 in bf16. Session
   // 16, Zen 4, 2 threads, the 4 such suite shapes (28x28 and 14x14 inputs),
-  // 5 interleaved runs against the copy (minima): bf16 1.00-1.73x at batch
+  // 5 interleaved runs against the copy (minima): bf16 0.98-1.73x at batch
   // 1 and 16 (14x14 k3 1.69-1.73x, k5 1.53-1.61x); fp32 k5 1.30-1.38x,
   // fp32 k3 0.83-0.98x, so fp32 k3 keeps the copy.
   const bool short_rows = g.out_w <= kNhwcClipCols && g.dw == 1 && g.kh <= 7 &&
