@@ -655,6 +655,96 @@ void NhwcRowClipped(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xc, const Nh
   if (px < bw) tiles(std::integral_constant<int, 1>(), px);
 }
 
+// Stationary tiles (clipped rows of an image at most 7 wide whose kernel
+// is wider than 7, stride 1, dilation 1 along W: RepLKNet's and SLaK's
+// 13x13 on 7x7): the clipped tile would hold KW weights per vector, and
+// the copy computed every padding tap (13 of a row's taps, 7 inside). Here
+// a tap row's input columns (at most 7) stay in registers and each tap's
+// weights are loaded once for the pixels on its diagonal: column X feeds
+// pixel r with tap j = X - r + pl. 7V inputs, 7V accumulators and V
+// weights: 30 registers at V = 2, 15 at V = 1.
+constexpr int kNhwcStatW = int(simd::kNhwcStatCols);
+template <int V, int D, int... X>
+HWY_INLINE void NhwcStatDiagonal(const hn::Vec<hn::ScalableTag<float>> (&in)[V][kNhwcStatW],
+                                 hn::Vec<hn::ScalableTag<float>> (&acc)[V][kNhwcStatW], const float* HWY_RESTRICT wr,
+                                 int64_t cp, int64_t pl, int64_t kw, std::integer_sequence<int, X...>) {
+  const int64_t j = D + pl;  // the tap of diagonal X - r = D
+  if (j < 0 || j >= kw) return;
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  for (int v = 0; v < V; ++v) {
+    const auto w = hn::Load(d, wr + j * cp + v * L);
+    (((X - D) >= 0 && (X - D) < kNhwcStatW ? void(acc[v][X - D] = hn::MulAdd(w, in[v][X], acc[v][X - D])) : void()),
+     ...);
+  }
+}
+template <int V, int... D>
+HWY_INLINE void NhwcStatDiagonals(const hn::Vec<hn::ScalableTag<float>> (&in)[V][kNhwcStatW],
+                                  hn::Vec<hn::ScalableTag<float>> (&acc)[V][kNhwcStatW], const float* HWY_RESTRICT wr,
+                                  int64_t cp, int64_t pl, int64_t kw, std::integer_sequence<int, D...>) {
+  (NhwcStatDiagonal<V, D - (kNhwcStatW - 1)>(in, acc, wr, cp, pl, kw, std::make_integer_sequence<int, kNhwcStatW>()),
+   ...);
+}
+// The whole output row (at most 7 pixels), channel vectors H0 .. H0 + V - 1
+// from cv, as NhwcClipTile (the same stash for bf16 halves at V = 1).
+template <int V, int H0, typename T>
+HWY_INLINE void NhwcStatTile(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xc, const NhwcRows& rows,
+                             const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t cv,
+                             T* HWY_RESTRICT ytile, float* HWY_RESTRICT stash) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const simd::NhwcGeom& g = pl.g;
+  const int64_t c = cv + H0 * L;  // the first vector's weights and bias
+  hn::Vec<decltype(d)> acc[V][kNhwcStatW], in[V][kNhwcStatW];
+  for (int v = 0; v < V; ++v)
+    for (int r = 0; r < kNhwcStatW; ++r) acc[v][r] = bias ? hn::Load(d, bias + c + v * L) : hn::Zero(d);
+  for (int64_t i = rows.i_lo; i < rows.i_hi; i += rows.i_step) {
+    const T* HWY_RESTRICT xr = xc + rows.template offset<true>(i, g.dh) + cv;
+    for (int v = 0; v < V; ++v)  // columns past the image are zero
+      for (int x = 0; x < kNhwcStatW; ++x) in[v][x] = x < g.in_w ? NhwcLoadVec(xr + x * rows.pix, H0 + v) : hn::Zero(d);
+    NhwcStatDiagonals<V>(in, acc, wt + i * g.kw * pl.cp + c, pl.cp, g.pl, g.kw,
+                         std::make_integer_sequence<int, 2 * kNhwcStatW - 1>());
+  }
+  for (int r = 0; r < kNhwcStatW; ++r) {
+    if (r >= g.out_w) break;
+    T* HWY_RESTRICT yp = ytile + r * rows.ostride;
+    if constexpr (std::is_same_v<T, float>) {
+      for (int v = 0; v < V; ++v) StoreF(d, acc[v][r], yp + v * L);
+    } else if constexpr (V == 2) {
+      NhwcStorePair(acc[0][r], acc[1][r], yp);
+    } else if constexpr (H0 == 0) {
+      hn::Store(acc[0][r], d, stash + r * L);
+    } else {
+      NhwcStorePair(hn::Load(d, stash + r * L), acc[0][r], yp);
+    }
+  }
+}
+// A whole output row of stationary tiles, channels [ca, cz) (as
+// NhwcRowClipped).
+template <typename T>
+void NhwcRowStationary(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xc, const NhwcRows& rows,
+                       const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t ca, int64_t cz,
+                       T* HWY_RESTRICT yrow, NhwcPrefetch& pf) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  constexpr int V = kNhwcClipV;
+  HWY_ALIGN float stash[kNhwcStatW * hn::MaxLanes(d)];
+  T* HWY_RESTRICT ytile = yrow - ca;
+  int64_t cv = ca;
+  if constexpr (std::is_same_v<T, float>) {
+    for (; cv + V * L <= cz; cv += V * L) pf.step(), NhwcStatTile<V, 0>(pl, xc, rows, wt, bias, cv, ytile + cv, stash);
+    for (; cv < cz; cv += L) NhwcStatTile<1, 0>(pl, xc, rows, wt, bias, cv, ytile + cv, stash);
+  } else if constexpr (V == 2) {
+    for (; cv < cz; cv += 2 * L) pf.step(), NhwcStatTile<2, 0>(pl, xc, rows, wt, bias, cv, ytile + cv, stash);
+  } else {
+    for (; cv < cz; cv += 2 * L) {
+      pf.step();
+      NhwcStatTile<1, 0>(pl, xc, rows, wt, bias, cv, ytile + cv, stash);
+      NhwcStatTile<1, 1>(pl, xc, rows, wt, bias, cv, ytile + cv, stash);
+    }
+  }
+}
+
 // Output columns [0, bw) of the current row for one channel vector; yrow
 // points at its first channel. Pixel groups of 10 and 8 (the rest, if
 // `tail`: see NhwcTile).
@@ -1227,7 +1317,7 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       if (pl.clipped) {  // short rows: whole, in edge-clipped tiles
         T* yrow = yrow_nhwc();
         const T* xc = xn + c0;
-        switch (g.kw * 2 + int(g.sw == 2)) {  // kw 3, 5 or 7 at stride 1, 3 or 5 at stride 2 (plan_nhwc)
+        switch (g.kw * 2 + int(g.sw == 2)) {  // kw 3, 5, 7 (or wider, below) at stride 1, 3 or 5 at stride 2 (plan_nhwc)
           case 6:
             NhwcRowClipped<3, 1>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
             break;
@@ -1240,8 +1330,11 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
           case 11:
             NhwcRowClipped<5, 2>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
             break;
-          default:
+          case 14:
             NhwcRowClipped<7, 1>(pl, xc, rows, wtc, bc, ox0, bw, ca, cz, yrow, pf);
+            break;
+          default:  // kw > 7 on an image at most 7 wide: the whole row (bw = out_w)
+            NhwcRowStationary(pl, xc, rows, wtc, bc, ca, cz, yrow, pf);
             break;
         }
         return pf.rest();

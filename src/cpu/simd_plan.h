@@ -309,6 +309,9 @@ struct NhwcPlan {
 };
 // Rows up to this many output columns take NhwcRowClipped in place.
 constexpr int64_t kNhwcClipCols = 16;
+// Images (and rows) up to this many columns take NhwcRowStationary when the
+// kernel is wider than 7.
+constexpr int64_t kNhwcStatCols = 7;
 constexpr int64_t kNhwcBudget = 64 * 1024;  // floats of scratch per thread (half of L2)
 // Whole mode walks channels in groups of 8 vectors (at most 8 x 16 floats).
 constexpr int64_t kNhwcGroup = 128;
@@ -461,9 +464,18 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // 5 interleaved runs against the copy (minima): bf16 0.98-1.73x at batch
   // 1 and 16 (14x14 k3 1.69-1.73x, k5 1.53-1.61x); fp32 k5 1.30-1.38x,
   // fp32 k3 0.83-0.98x, so fp32 k3 keeps the copy.
-  const bool short_rows = g.out_w <= kNhwcClipCols && g.dw == 1 && g.kh <= 7 &&
+  // And kernels wider than 7 on images at most 7 wide (RepLKNet's and
+  // SLaK's 13x13 on 7x7), stride 1: NhwcRowStationary's tiles keep a tap
+  // row's input columns in registers and skip the padding taps the copy
+  // computed (13 of a row's taps, at most 7 of them inside the image).
+  // Session 16, Zen 4, 2 threads, the 2 such suite shapes, 5 interleaved
+  // runs against the copy (minima): fp32 1.53-1.74x at batch 1, 1.47-1.69x
+  // at batch 16; bf16 1.44-1.45x / 1.71-1.73x.
+  const bool stationary =
+      g.dw == 1 && g.sw == 1 && g.sh == 1 && g.kw > 7 && g.in_w <= kNhwcStatCols && g.out_w <= kNhwcStatCols;
+  const bool short_rows = stationary || (g.out_w <= kNhwcClipCols && g.dw == 1 && g.kh <= 7 &&
                           ((g.sw == 1 && g.sh == 1 && (g.kw == 3 || g.kw == 5 || g.kw == 7)) ||
-                           (g.sw == 2 && g.sh <= 2 && (g.kw == 5 || (g.kw == 3 && !g.f32))));
+                           (g.sw == 2 && g.sh <= 2 && (g.kw == 5 || (g.kw == 3 && !g.f32)))));
   const bool stride1 = g.sh == 1 && g.sw == 1;
   best.in_place = g.f32 && !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 16 == 0 &&
                   best.cb % 16 == 0 &&

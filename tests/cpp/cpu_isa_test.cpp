@@ -39,6 +39,11 @@ void fill(DType t, std::vector<unsigned char>& v, int64_t n, std::mt19937_64& rn
       reinterpret_cast<bf16*>(v.data())[i] = to_bf16(f);
   }
 }
+Shape padded_shape(Shape s, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+  s.pad_top = top, s.pad_bottom = bottom, s.pad_left = left, s.pad_right = right;
+  return s;
+}
+
 std::vector<Shape> isa_shapes() {
   std::vector<Shape> v = {
       conv2d_shape(2, 3, 9, 11, 3, 3, 1, 1),
@@ -111,6 +116,12 @@ std::vector<Shape> isa_shapes() {
   Shape k53 = conv2d_shape(1, 48, 6, 11, 5, 3, 1, 0);
   k53.pad_top = 2, k53.pad_bottom = 1, k53.pad_left = 1, k53.pad_right = 2, k53.dil_w = 2;
   v.push_back(k53);
+  // Stationary tiles: kernels wider than 7 on images at most 7 wide
+  // (fp32 two vectors and one; bf16 pairs), odd and even, asymmetric.
+  v.push_back(conv2d_shape(1, 48, 7, 7, 13, 13, 1, 6));
+  Shape stat_asym = padded_shape(conv2d_shape(2, 64, 5, 6, 9, 11, 1, 0), 4, 4, 5, 4);  // 5x5 output
+  v.push_back(stat_asym);
+  v.push_back(padded_shape(conv2d_shape(1, 32, 7, 7, 8, 8, 1, 0), 3, 4, 3, 4));
   Shape clipped_s12 = conv2d_shape(1, 32, 9, 20, 3, 3, 1, 1);  // bf16 clipped, stride 2 along W only
   clipped_s12.stride_w = 2;
   v.push_back(clipped_s12);
@@ -194,6 +205,7 @@ std::vector<Shape> owned_shapes() {
       conv2d_shape(1, 80, 7, 7, 3, 3, 1, 1),    // fp32: 48 + 32 (2 threads)
       conv2d_shape(1, 128, 5, 9, 3, 3, 1, 1),   // bf16: 64 + 64 (2); fp32 48 + 48 + 32 (3)
       conv2d_shape(1, 224, 6, 6, 7, 7, 1, 3),   // bf16: 128 + 96 (2), 96 + 96 + 32 (3)
+      conv2d_shape(1, 160, 7, 7, 11, 11, 1, 5), // stationary tiles; fp32 80 + 80 (2), bf16 96 + 64 (2)
   };
 }
 TEST_P(CpuIsa, SimdVariantsOnOwnedChannelBlocks) {

@@ -103,10 +103,35 @@ TEST(CpuNhwcPlan, ClippedShortRowsOfTheIsaTest) {
       conv2d_shape(1, 32, 7, 7, 3, 3, 2, 1),        // stride 2, k3, fp32
       conv2d_shape(1, 32, 7, 7, 3, 3, 1, 2, 2),     // dilation 2 along W
       conv2d_shape(1, 32, 7, 17, 3, 3, 1, 1),       // 17 columns
-      conv2d_shape(1, 32, 7, 7, 9, 9, 1, 4),        // kw 9
+      conv2d_shape(1, 32, 7, 8, 9, 9, 1, 4),        // kw 9 on a row of 8 (7 or fewer: stationary tiles)
+      conv2d_shape(1, 32, 7, 7, 9, 9, 2, 4),        // kw 9, stride 2
       conv2d_shape(1, 40, 7, 7, 7, 7, 1, 3),        // 40 channels
   };
   for (const Shape& s : others) EXPECT_FALSE(forward_plan(s, 2).clipped) << s.str();
+}
+
+TEST(CpuNhwcPlan, StationaryTilesOfTheIsaTest) {
+  // Kernels wider than 7 on images at most 7 wide, stride 1 and dilation 1
+  // along W: the clipped plan (whole rows in place; bf16 in pairs), whose
+  // kw selects NhwcRowStationary; forward and grad-input alike.
+  const Shape shapes[] = {
+      conv2d_shape(1, 48, 7, 7, 13, 13, 1, 6),                     // fp32 2 + 1 vectors; bf16 48: the copy
+      padded(conv2d_shape(2, 64, 5, 6, 9, 11, 1, 0), 4, 4, 5, 4),  // 5x5 output, asymmetric
+      padded(conv2d_shape(1, 32, 7, 7, 8, 8, 1, 0), 3, 4, 3, 4),   // even kernel
+  };
+  for (const Shape& s : shapes)
+    for (int t = 1; t <= 3; ++t)
+      for (bool grad_input : {false, true}) {
+        cpu::simd::NhwcGeom g = grad_input ? cpu::simd::nhwc_grad_input(s) : cpu::simd::nhwc_forward(s);
+        g.f32 = true;
+        const NhwcPlan p = cpu::simd::plan_nhwc(g, s.n, t, true);
+        const std::string what = s.str() + (grad_input ? " grad-input" : "") + " threads " + std::to_string(t);
+        EXPECT_TRUE(p.in_place && p.clipped && !p.narrow) << what;
+        EXPECT_EQ(p.bw, g.out_w) << what;
+        g.f32 = false;
+        const NhwcPlan b = cpu::simd::plan_nhwc(g, s.n, t, true);
+        EXPECT_EQ(b.clipped && b.pairs, s.c % 32 == 0) << "bf16 " << what;
+      }
 }
 
 TEST(CpuNhwcPlan, OwnedChannelBlocksOfTheIsaTest) {
@@ -132,6 +157,9 @@ TEST(CpuNhwcPlan, OwnedChannelBlocksOfTheIsaTest) {
       {conv2d_shape(1, 224, 6, 6, 7, 7, 1, 3), false, 3, 96},
       {conv2d_shape(2, 224, 6, 6, 7, 7, 1, 3), false, 2, 0},  // batch 2: 12 rows for 2 threads
       {conv2d_shape(1, 768, 14, 14, 7, 7, 1, 3), true, 2, 0}, // 14 rows
+      {conv2d_shape(1, 160, 7, 7, 11, 11, 1, 5), true, 2, 80},   // stationary tiles
+      {conv2d_shape(1, 160, 7, 7, 11, 11, 1, 5), true, 3, 64},
+      {conv2d_shape(1, 160, 7, 7, 11, 11, 1, 5), false, 2, 96},
   };
   for (const Want& w : wants) {
     const NhwcPlan p = forward_plan(w.s, w.threads, w.f32);
