@@ -223,6 +223,21 @@ HWY_INLINE hn::Vec<hn::ScalableTag<float>> NhwcLoad(const float* HWY_RESTRICT p)
   const hn::ScalableTag<float> d;
   return IN_PLACE ? hn::LoadU(d, p) : hn::Load(d, p);
 }
+// A loaded input pinned in a register (an empty asm the compiler cannot
+// see through): GCC folds a register window's input loads into the FMAs
+// as memory operands, one load per use (k7, R 10: 56 loads per 70 FMAs
+// where the window needs 32). Pinned in the generic-width windows (kw 9
+// and up): Zen 4, AVX-512, 2 threads, batch 1, 3 interleaved runs
+// (minima): 384 x 64x64 k9-k31 1.04-1.09x, RepLKNet / SLaK 1.00-1.06x;
+// AVX2 0.99-1.02x. Pinned at kw 5 and 7 as well it was 0.80-0.89x / 0.95-
+// 1.01x (the load ports were not what bound those), so they are not.
+template <class V>
+HWY_INLINE V NhwcInReg(V v) {
+#if HWY_ARCH_X86 && HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128 && (defined(__GNUC__) || defined(__clang__))
+  asm("" : "+v"(v.raw));
+#endif
+  return v;
+}
 
 // What a row of the NHWC core prefetches, one step per pixel group (see
 // simd::PrefetchSpan): the next output row, for writing (its stores missed
@@ -290,10 +305,12 @@ HWY_INLINE void NhwcPixelsStrided(const simd::NhwcPlan& pl, const float* HWY_RES
 // R must be above 8: each accumulator is a chain of dependent FMAs and
 // 2 FMA pipes x 4 cycles of latency need 8 chains in flight just to break
 // even (measured on Zen 3, k7 NHWC hot cache: R=6 54%, R=8 63%, R=10 ?).
-template <int R, int JN, int SW, bool IN_PLACE, int X, int... J>
+// PIN: each input in a register (NhwcInReg).
+template <int R, int JN, int SW, bool IN_PLACE, bool PIN, int X, int... J>
 HWY_INLINE void WindowInput(const float* HWY_RESTRICT xr, int64_t pix, const hn::Vec<hn::ScalableTag<float>>* w,
                             hn::Vec<hn::ScalableTag<float>>* acc, std::integer_sequence<int, J...>) {
-  const auto xv = NhwcLoad<IN_PLACE>(xr + X * pix);
+  auto xv = NhwcLoad<IN_PLACE>(xr + X * pix);
+  if constexpr (PIN) xv = NhwcInReg(xv);
   // Input X feeds pixel (X - j) / SW with tap j, where that is a pixel.
   ((((X - J) >= 0 && (X - J) % SW == 0 && (X - J) / SW < R)
         ? void(acc[(X - J) / SW] = hn::MulAdd(w[J], xv, acc[(X - J) / SW]))
@@ -303,22 +320,22 @@ HWY_INLINE void WindowInput(const float* HWY_RESTRICT xr, int64_t pix, const hn:
 // Every index is a template argument, so the accumulators are constant-
 // indexed from the start and stay in registers (loops unrolled by the
 // compiler are not: GCC kept acc[] on the stack, 2x slower).
-template <int R, int JN, int SW, bool IN_PLACE, int... X>
+template <int R, int JN, int SW, bool IN_PLACE, bool PIN, int... X>
 HWY_INLINE void WindowInputs(const float* HWY_RESTRICT xr, int64_t pix, const hn::Vec<hn::ScalableTag<float>>* w,
                              hn::Vec<hn::ScalableTag<float>>* acc, std::integer_sequence<int, X...>) {
-  (WindowInput<R, JN, SW, IN_PLACE, X>(xr, pix, w, acc, std::make_integer_sequence<int, JN>()), ...);
+  (WindowInput<R, JN, SW, IN_PLACE, PIN, X>(xr, pix, w, acc, std::make_integer_sequence<int, JN>()), ...);
 }
-template <int R, int JN, int SW, bool IN_PLACE, int... J>
+template <int R, int JN, int SW, bool IN_PLACE, bool PIN, int... J>
 HWY_INLINE void WindowTapsSeq(const float* HWY_RESTRICT xr, int64_t pix, const float* HWY_RESTRICT wr, int64_t cp,
                               hn::Vec<hn::ScalableTag<float>>* acc, std::integer_sequence<int, J...>) {
   const hn::ScalableTag<float> d;
   const hn::Vec<decltype(d)> w[JN] = {hn::Load(d, wr + J * cp)...};
-  WindowInputs<R, JN, SW, IN_PLACE>(xr, pix, w, acc, std::make_integer_sequence<int, (R - 1) * SW + JN>());
+  WindowInputs<R, JN, SW, IN_PLACE, PIN>(xr, pix, w, acc, std::make_integer_sequence<int, (R - 1) * SW + JN>());
 }
-template <int R, int JN, int SW, bool IN_PLACE>
+template <int R, int JN, int SW, bool IN_PLACE, bool PIN = false>
 HWY_INLINE void WindowTaps(const float* HWY_RESTRICT xr, int64_t pix, const float* HWY_RESTRICT wr, int64_t cp,
                            hn::Vec<hn::ScalableTag<float>>* acc) {
-  WindowTapsSeq<R, JN, SW, IN_PLACE>(xr, pix, wr, cp, acc, std::make_integer_sequence<int, JN>());
+  WindowTapsSeq<R, JN, SW, IN_PLACE, PIN>(xr, pix, wr, cp, acc, std::make_integer_sequence<int, JN>());
 }
 
 // Register-window form of NhwcPixelsStrided for dilation 1 along W and
@@ -342,16 +359,16 @@ HWY_INLINE void NhwcPixelsWindow(const simd::NhwcPlan& pl, const float* HWY_REST
       WindowTaps<R, 3, SW, IN_PLACE>(xr + 4 * pix, pix, wr + 4 * cp, cp, acc);
     } else {
       int64_t j = 0;
-      for (; j + 4 <= kw; j += 4) WindowTaps<R, 4, SW, IN_PLACE>(xr + j * pix, pix, wr + j * cp, cp, acc);
+      for (; j + 4 <= kw; j += 4) WindowTaps<R, 4, SW, IN_PLACE, true>(xr + j * pix, pix, wr + j * cp, cp, acc);
       switch (kw - j) {
         case 3:
-          WindowTaps<R, 3, SW, IN_PLACE>(xr + j * pix, pix, wr + j * cp, cp, acc);
+          WindowTaps<R, 3, SW, IN_PLACE, true>(xr + j * pix, pix, wr + j * cp, cp, acc);
           break;
         case 2:
-          WindowTaps<R, 2, SW, IN_PLACE>(xr + j * pix, pix, wr + j * cp, cp, acc);
+          WindowTaps<R, 2, SW, IN_PLACE, true>(xr + j * pix, pix, wr + j * cp, cp, acc);
           break;
         case 1:
-          WindowTaps<R, 1, SW, IN_PLACE>(xr + j * pix, pix, wr + j * cp, cp, acc);
+          WindowTaps<R, 1, SW, IN_PLACE, true>(xr + j * pix, pix, wr + j * cp, cp, acc);
           break;
         default:
           break;
