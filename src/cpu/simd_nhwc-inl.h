@@ -9,7 +9,8 @@
 // reads in place in channel pairs (pair mode, NhwcLoadPair). Rows of at
 // most 16 output columns (7x7, 14x14 images) take edge-clipped register
 // tiles instead, fp32 or bf16 pairs, which skip the padding taps
-// (NhwcRowClipped). Used by simd_fwd_nhwc.cpp and simd_dgrad_nhwc.cpp
+// (NhwcRowClipped; kernels wider than 7 on images at most 7 wide:
+// NhwcRowStationary). Used by simd_fwd_nhwc.cpp and simd_dgrad_nhwc.cpp
 // (grad-input at stride 1 = forward over dy with the flipped kernel).
 #if defined(DWCONV_CPU_NHWC_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef DWCONV_CPU_NHWC_INL_H_
