@@ -227,13 +227,14 @@ HWY_INLINE hn::Vec<hn::ScalableTag<float>> NhwcLoad(const float* HWY_RESTRICT p)
 // A loaded input pinned in a register (an empty asm the compiler cannot
 // see through): GCC folds a register window's input loads into the FMAs
 // as memory operands, one load per use (k7, R 10: 56 loads per 70 FMAs
-// where the window needs 32). Pinned in the generic-width windows (kw 9
-// and up): Zen 4, AVX-512, 2 threads, batch 1, 3 interleaved runs
-// (minima): 384 x 64x64 k9-k31 1.04-1.09x, RepLKNet / SLaK 1.00-1.06x;
-// AVX2 0.99-1.02x. Pinned at kw 5 and 7 as well it was 0.80-0.89x / 0.95-
-// 1.01x (the load ports were not what bound those), so they are not.
-template <class V>
-HWY_INLINE V NhwcInReg(V v) {
+// where the window needs 32). Pinned in the windows of generic width
+// (NhwcPixelsWindow's KW = 0: the copy's kw other than 3, 5 and 7, in
+// place kw other than 3 and 5): Zen 4, AVX-512, 2 threads, batch 1, 3
+// interleaved runs (minima): 384 x 64x64 k9-k31 1.04-1.09x, RepLKNet /
+// SLaK 1.00-1.06x; AVX2 0.99-1.02x. Pinned in the copy's kw 5 and 7
+// windows as well it was 0.80-0.89x / 0.95-1.01x (the load ports were not
+// what bound those), so they are not.
+HWY_INLINE hn::Vec<hn::ScalableTag<float>> NhwcInReg(hn::Vec<hn::ScalableTag<float>> v) {
 #if HWY_ARCH_X86 && HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128 && (defined(__GNUC__) || defined(__clang__))
   asm("" : "+v"(v.raw));
 #endif
@@ -560,8 +561,9 @@ HWY_INLINE void NhwcTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT scr
   store();
 }
 
-// Clipped tiles (NhwcPlan::clipped: in place, stride 1, dilation 1 along
-// W, rows of at most kNhwcClipCols output columns, KW 3, 5 or 7): a whole
+// Clipped tiles (NhwcPlan::clipped: in place, dilation 1 along W, rows of
+// at most kNhwcClipCols output columns, KW 3, 5 or 7 at stride 1, 3 or 5
+// at stride 2; wider kernels: the stationary tiles below): a whole
 // short row in register-window tiles whose windows may cross the left or
 // right edge of the input. Tile column X (input column ix0 + X) is loaded
 // only inside the input, so padding columns are neither read nor computed:
@@ -679,14 +681,14 @@ void NhwcRowClipped(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xc, const Nh
 // the copy computed every padding tap (13 of a row's taps, 7 inside). Here
 // a tap row's input columns (at most 7) stay in registers and each tap's
 // weights are loaded once for the pixels on its diagonal: column X feeds
-// pixel r with tap j = X - r + pl. 7V inputs, 7V accumulators and V
+// pixel r with tap j = X - r + pad_left. 7V inputs, 7V accumulators and V
 // weights: 30 registers at V = 2, 15 at V = 1.
 constexpr int kNhwcStatW = int(simd::kNhwcStatCols);
 template <int V, int D, int... X>
 HWY_INLINE void NhwcStatDiagonal(const hn::Vec<hn::ScalableTag<float>> (&in)[V][kNhwcStatW],
                                  hn::Vec<hn::ScalableTag<float>> (&acc)[V][kNhwcStatW], const float* HWY_RESTRICT wr,
-                                 int64_t cp, int64_t pl, int64_t kw, std::integer_sequence<int, X...>) {
-  const int64_t j = D + pl;  // the tap of diagonal X - r = D
+                                 int64_t cp, int64_t pad_left, int64_t kw, std::integer_sequence<int, X...>) {
+  const int64_t j = D + pad_left;  // the tap of diagonal X - r = D
   if (j < 0 || j >= kw) return;
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
@@ -699,8 +701,9 @@ HWY_INLINE void NhwcStatDiagonal(const hn::Vec<hn::ScalableTag<float>> (&in)[V][
 template <int V, int... D>
 HWY_INLINE void NhwcStatDiagonals(const hn::Vec<hn::ScalableTag<float>> (&in)[V][kNhwcStatW],
                                   hn::Vec<hn::ScalableTag<float>> (&acc)[V][kNhwcStatW], const float* HWY_RESTRICT wr,
-                                  int64_t cp, int64_t pl, int64_t kw, std::integer_sequence<int, D...>) {
-  (NhwcStatDiagonal<V, D - (kNhwcStatW - 1)>(in, acc, wr, cp, pl, kw, std::make_integer_sequence<int, kNhwcStatW>()),
+                                  int64_t cp, int64_t pad_left, int64_t kw, std::integer_sequence<int, D...>) {
+  (NhwcStatDiagonal<V, D - (kNhwcStatW - 1)>(in, acc, wr, cp, pad_left, kw,
+                                             std::make_integer_sequence<int, kNhwcStatW>()),
    ...);
 }
 // The whole output row (at most 7 pixels), channel vectors H0 .. H0 + V - 1
@@ -738,7 +741,8 @@ HWY_INLINE void NhwcStatTile(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xc,
   }
 }
 // A whole output row of stationary tiles, channels [ca, cz) (as
-// NhwcRowClipped).
+// NhwcRowClipped). The row is the whole image row (the clipped plan: one
+// column block), at most kNhwcStatW columns in and out (plan_nhwc).
 template <typename T>
 void NhwcRowStationary(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xc, const NhwcRows& rows,
                        const float* HWY_RESTRICT wt, const float* HWY_RESTRICT bias, int64_t ca, int64_t cz,
@@ -746,6 +750,7 @@ void NhwcRowStationary(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xc, const
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
   constexpr int V = kNhwcClipV;
+  HWY_DASSERT(pl.nbx == 1 && pl.g.in_w <= kNhwcStatW && pl.g.out_w <= kNhwcStatW);
   HWY_ALIGN float stash[kNhwcStatW * hn::MaxLanes(d)];
   T* HWY_RESTRICT ytile = yrow - ca;
   int64_t cv = ca;

@@ -290,8 +290,9 @@ struct NhwcPlan {
   // In place, output narrower than the kernel: NhwcNarrow's row tiles, and
   // whether they arrange their own weights (see NhwcNarrowTile).
   bool narrow = false, narrow_row_weights = false;
-  // Rows short enough for NhwcRowClipped's edge-clipped tiles, read in
-  // place (fp32) or in pairs (bf16).
+  // Rows short enough for NhwcRowClipped's edge-clipped tiles (kernels
+  // wider than 7: NhwcRowStationary's), read in place (fp32) or in pairs
+  // (bf16).
   bool clipped = false;
   // bf16 read in place, two channels per 32-bit lane (NhwcPairRow).
   bool pairs = false;

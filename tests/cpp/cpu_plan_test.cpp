@@ -104,6 +104,8 @@ TEST(CpuNhwcPlan, ClippedShortRowsOfTheIsaTest) {
       conv2d_shape(1, 32, 7, 7, 3, 3, 1, 2, 2),     // dilation 2 along W
       conv2d_shape(1, 32, 7, 17, 3, 3, 1, 1),       // 17 columns
       conv2d_shape(1, 32, 7, 8, 9, 9, 1, 4),        // kw 9 on a row of 8 (7 or fewer: stationary tiles)
+      conv2d_shape(1, 32, 7, 8, 9, 9, 1, 3),        // the same, 6 output columns: the input is wider than 7
+      conv2d_shape(1, 32, 7, 7, 9, 9, 1, 5),        // a 7-wide image, 9 output columns
       conv2d_shape(1, 32, 7, 7, 9, 9, 2, 4),        // kw 9, stride 2
       conv2d_shape(1, 40, 7, 7, 7, 7, 1, 3),        // 40 channels
   };
