@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <numeric>
 
 #include "core/common.h"
 
@@ -502,6 +503,22 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
     // threads, 5 interleaved runs (minima): that shape 1.47x at batch 1,
     // 1.40x at batch 16.
     best.bw = g.out_w, best.nbx = 1, best.wp = wp_full;
+    // Except rows whose window of all channels exceeds twice the budget
+    // (Mamba's 1D rows: 2048 pixels x 1536 channels, 12 MB): a row walks
+    // one channel vector at a time, so each vector's pass would stream the
+    // whole row from memory, 64 bytes per pixel; even column blocks that
+    // fit keep it in L2. And single rows (1D) at a batch the threads do
+    // not divide, where whole rows left threads idle (Mamba at batch 1:
+    // one task): the fewest even column blocks that make the tasks a
+    // multiple of the threads.
+    const int64_t window = ((g.kh - 1) * g.dh + 1) * wp_full * round_up(g.c, 16);
+    int64_t nbx = window > 2 * kNhwcBudget ? ceil_div(window, 2 * kNhwcBudget) : 1;
+    const int64_t units = n * g.out_h, t = std::max(threads, 1);
+    if (g.out_h == 1 && units < 4 * t) nbx = round_up(nbx, t / std::gcd(units, int64_t(t)));
+    if (nbx > 1) {
+      best.bw = ceil_div(g.out_w, std::min(g.out_w, nbx)), best.nbx = ceil_div(g.out_w, best.bw);
+      best.wp = (best.bw - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+    }
   }
   // Narrow mode needs rows too short for a pixel group of 8 (else the
   // register window's 0.4-0.6 loads per FMA win) and 3 of them for a tile.

@@ -82,6 +82,8 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(1, 1024, 4, 40, 3, 3, 1, 1),      // fp32 in place: whole rows; bf16: the copy's column blocks
       conv2d_shape(1, 32, 3, 2, 3, 3, 1, 1),         // no interior column
       conv1d_shape(2, 32, 50, 4, 1, 0, 1, 1, true),  // causal
+      conv1d_shape(1, 48, 203, 4, 1, 0, 1, 1, true), // batch 1 in place: column blocks per thread
+      conv1d_shape(1, 32, 150, 7, 1, 3),              // the same, k7 (generic width, in place)
       conv2d_shape(1, 32, 14, 15, 12, 12, 1, 0),     // output narrower than the kernel, no padding: 3x4 tiles
       conv2d_shape(2, 16, 20, 9, 7, 7, 1, 0),        // the same, 14x3 output (the scratch copy at bf16)
       conv2d_shape(1, 48, 12, 12, 10, 10, 1, 0),     // 3x3: one tile per block, weights arranged by tap row

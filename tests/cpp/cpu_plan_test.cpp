@@ -216,6 +216,47 @@ TEST(CpuNhwcPlan, PairModeForBf16) {
   for (const Shape& s : copies) EXPECT_FALSE(forward_plan(s, 2, /*f32=*/false).pairs) << s.str();
 }
 
+TEST(CpuNhwcPlan, SingleRowsSplitByColumnsForTheThreads) {
+  // 1D in place (whole rows, no scratch budget): a batch the threads do
+  // not divide gets the fewest even column blocks that make the tasks a
+  // multiple of the threads (cpu_isa_test's batch-1 1D shapes).
+  struct Want {
+    Shape s;
+    int threads;
+    int64_t nbx;
+  };
+  const Want wants[] = {
+      {conv1d_shape(1, 48, 203, 4, 1, 0, 1, 1, true), 1, 1},
+      {conv1d_shape(1, 48, 203, 4, 1, 0, 1, 1, true), 2, 2},
+      {conv1d_shape(1, 48, 203, 4, 1, 0, 1, 1, true), 3, 3},
+      {conv1d_shape(1, 32, 150, 7, 1, 3), 2, 2},
+      {conv1d_shape(2, 32, 50, 4, 1, 0, 1, 1, true), 2, 1},   // 2 rows for 2 threads
+      {conv1d_shape(2, 32, 50, 4, 1, 0, 1, 1, true), 3, 3},   // 6 tasks for 3
+  };
+  for (const Want& w : wants) {
+    const NhwcPlan p = forward_plan(w.s, w.threads);
+    const std::string what = w.s.str() + " threads " + std::to_string(w.threads);
+    EXPECT_TRUE(p.in_place) << what;
+    EXPECT_EQ(p.nbx, w.nbx) << what;
+  }
+  // Rows whose window of all channels exceeds twice the scratch budget
+  // (Mamba's 2048 x 1536 at k4): even column blocks that fit, as many as
+  // the threads divide when the batch gives them few rows.
+  for (int64_t n : {1, 3, 8})
+    for (int t = 1; t <= 3; ++t) {
+      const Shape s = conv1d_shape(n, 1536, 2048, 4, 1, 0, 1, 1, true);
+      const NhwcPlan p = forward_plan(s, t);
+      const std::string what = s.str() + " threads " + std::to_string(t);
+      EXPECT_TRUE(p.in_place) << what;
+      EXPECT_LE(p.wp * 1536, 2 * cpu::simd::kNhwcBudget) << what;
+      EXPECT_GE(p.wp * 1536, cpu::simd::kNhwcBudget) << what;  // not needlessly small
+      EXPECT_EQ(p.nbx, (2048 + p.bw - 1) / p.bw) << what;
+      if (n * 1 < 4 * t) EXPECT_EQ((n * p.nbx) % t, 0) << what;
+    }
+  // Rows that fit keep whole rows (384 x 64x64 k3: 3 x 66 x 384 floats).
+  EXPECT_EQ(forward_plan(conv2d_shape(1, 384, 64, 64, 3, 3, 1, 1), 2).nbx, 1);
+}
+
 TEST(CpuNhwcPlan, ColumnBlocksOnlyForTheCopy) {
   // cpu_isa_test's 1024 x 4x40 k3: fp32 reads whole rows in place, bf16
   // (rows of 40K elements, no pair mode) copies them in column blocks.
