@@ -15,5 +15,6 @@ std::vector<Kernel> simd_wgrad_nchw_kernels();
 std::vector<Kernel> simd_fwd_nhwc_kernels();
 std::vector<Kernel> simd_dgrad_nhwc_kernels();
 std::vector<Kernel> simd_wgrad_nhwc_kernels();
+std::vector<Kernel> simd_nhwc_rowflat_kernels();
 
 }  // namespace dwconv::cpu

@@ -127,6 +127,16 @@ HWY_INLINE void ConvertOut(const float* HWY_RESTRICT src, T* HWY_RESTRICT dst, i
   }
 }
 
+// v pinned in a register: an empty asm the compiler cannot see through.
+// GCC otherwise folds a load that feeds several FMAs into each of them as
+// a memory operand, one load per use, where the point was to load once.
+HWY_INLINE hn::Vec<hn::ScalableTag<float>> InReg(hn::Vec<hn::ScalableTag<float>> v) {
+#if HWY_ARCH_X86 && HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128 && (defined(__GNUC__) || defined(__clang__))
+  asm("" : "+v"(v.raw));
+#endif
+  return v;
+}
+
 // Sum of the lanes as double (fixed order: lane 0 first).
 template <class D>
 HWY_INLINE double SumLanes(D d, hn::Vec<D> v) {

@@ -234,12 +234,7 @@ HWY_INLINE hn::Vec<hn::ScalableTag<float>> NhwcLoad(const float* HWY_RESTRICT p)
 // SLaK 1.00-1.06x; AVX2 0.99-1.02x. Pinned in the copy's kw 5 and 7
 // windows as well it was 0.80-0.89x / 0.95-1.01x (the load ports were not
 // what bound those), so they are not.
-HWY_INLINE hn::Vec<hn::ScalableTag<float>> NhwcInReg(hn::Vec<hn::ScalableTag<float>> v) {
-#if HWY_ARCH_X86 && HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128 && (defined(__GNUC__) || defined(__clang__))
-  asm("" : "+v"(v.raw));
-#endif
-  return v;
-}
+HWY_INLINE hn::Vec<hn::ScalableTag<float>> NhwcInReg(hn::Vec<hn::ScalableTag<float>> v) { return InReg(v); }
 
 // What a row of the NHWC core prefetches, one step per pixel group (see
 // simd::PrefetchSpan): the next output row, for writing (its stores missed

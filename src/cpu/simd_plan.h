@@ -629,3 +629,76 @@ inline size_t flat_thread_bytes(const FlatPlan& f, const Shape& s) {
 }
 
 }  // namespace dwconv::cpu::simd
+
+namespace dwconv::cpu::simd {
+
+// NHWC with few channels (C not a multiple of the vector): the row-flat
+// engine (simd_nhwc_rowflat.cpp) vectorises along an image row's W x C
+// floats instead of along C. At stride 1 along W, tap (i, j) of output
+// float q reads input float q + (j*dw - pl)*C of its row: every tap is one
+// unaligned load, and no lane is lost to rounding C up to the vector (12
+// channels fill 12 of 16 lanes along C). A vector's channels repeat every
+// P = lcm(C, L) / L vectors. The weights are arranged once per call as
+// [kh*kw][E = P + kRowFlatB - 1][L], entry e of a tap holding phase e % P:
+// a block of kRowFlatB vectors starting at phase ph then reads entries
+// ph .. ph + kRowFlatB - 1 from one base pointer at fixed offsets (with a
+// pointer per vector, 8-vector blocks spilled them). Vectors whose loads stay inside the input row (the
+// interior, [v_lo, v_hi)) read it in place; the few at either end read a
+// staged copy of their span with the padding as zeros.
+constexpr int64_t kRowFlatB = 9;  // output vectors per register block, at most
+struct RowFlatPlan {
+  NhwcGeom g;
+  int64_t L = 0, P = 0, E = 0;    // lanes; weight phases; weight entries per tap
+  int64_t row = 0, in_row = 0;    // floats per output / input row (out_w*C, in_w*C)
+  int64_t nv = 0;                 // vectors per output row (the last may be partial)
+  int64_t off_min = 0, span = 0;  // tap 0's offset (-pl*C), last tap's minus first ((kw-1)*dw*C)
+  int64_t v_lo = 0, v_hi = 0;     // interior vectors
+  int64_t stage = 0;              // floats of one staged tap row (the wider end)
+};
+inline RowFlatPlan plan_rowflat(const NhwcGeom& g, int64_t L) {
+  RowFlatPlan f;
+  f.g = g;
+  f.L = L;
+  f.P = g.c / std::gcd(g.c, L);
+  f.E = f.P + kRowFlatB - 1;
+  f.row = g.out_w * g.c;
+  f.in_row = g.in_w * g.c;
+  f.nv = ceil_div(f.row, L);
+  f.off_min = -g.pl * g.c;
+  f.span = (g.kw - 1) * g.dw * g.c;
+  const int64_t off_max = f.off_min + f.span;
+  // Interior: v*L + off_min >= 0 and (v + 1)*L + off_max <= in_row.
+  f.v_lo = std::min(f.nv, f.off_min < 0 ? ceil_div(-f.off_min, L) : int64_t(0));
+  f.v_hi = f.in_row >= off_max ? std::min(f.nv, (f.in_row - off_max) / L) : int64_t(0);
+  f.v_hi = std::max(f.v_hi, f.v_lo);
+  f.stage = std::max(f.v_lo, f.nv - f.v_hi) * L + f.span;
+  return f;
+}
+// The vector widths of the compiled targets (AVX-512, AVX2, SSE4 / EMU128):
+// the workspace covers whichever runs.
+constexpr int64_t kRowFlatLanes[] = {16, 8, 4};
+// E*L floats per tap for every L above (each divides 16, so P*L <= lcm(C, 16)).
+inline int64_t rowflat_entry_floats(const NhwcGeom& g) { return std::lcm(g.c, int64_t(16)) + (kRowFlatB - 1) * 16; }
+inline size_t rowflat_shared_bytes(const NhwcGeom& g) {
+  const int64_t e = rowflat_entry_floats(g);
+  return align_up(size_t(e * g.kh * g.kw) * 4) + align_up(size_t(e) * 4);
+}
+inline int64_t rowflat_thread_floats(const NhwcGeom& g) {
+  int64_t stage = 0;
+  for (int64_t L : kRowFlatLanes) stage = std::max(stage, plan_rowflat(g, L).stage);
+  return 2 * g.kh * stage;  // the input rows of a pair of output rows
+}
+// Past this the staged rows (kh x the kernel's dilated width) outgrow the
+// caches anyway; such shapes keep the NHWC core.
+constexpr int64_t kRowFlatMaxFloats = 1024 * 1024;
+// Stride 1 along W (any stride along H; grad-input's upsampled rows are
+// skipped whole), multiplier 1, NHWC.
+inline bool rowflat_fits(const NhwcGeom& g) {
+  return g.sw == 1 && g.uw == 1 && g.m == 1 && !g.nchw && rowflat_thread_floats(g) <= kRowFlatMaxFloats &&
+         rowflat_entry_floats(g) * g.kh * g.kw <= kRowFlatMaxFloats;
+}
+inline size_t rowflat_workspace(const Params& p, const NhwcGeom& g) {
+  return rowflat_shared_bytes(g) + workspace_for(align_up(size_t(rowflat_thread_floats(g)) * 4), thread_count(p));
+}
+
+}  // namespace dwconv::cpu::simd

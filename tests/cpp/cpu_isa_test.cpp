@@ -103,6 +103,13 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(1, 48, 14, 14, 5, 5, 2, 2),
       conv2d_shape(2, 64, 13, 15, 5, 5, 2, 2),
       conv2d_shape(1, 64, 14, 14, 3, 3, 2, 1),
+      // Row-flat engine (few channels, vectorised along W x C): weights of
+      // 3 / 5 phases, rows of one vector or less (all edge), pairs of
+      // output rows sharing kx1 taps, an odd row count (a single last row).
+      conv2d_shape(2, 12, 9, 13, 1, 11, 1, 0),
+      conv2d_shape(1, 20, 5, 2, 3, 3, 1, 1),
+      conv2d_shape(1, 24, 14, 7, 11, 1, 1, 0),
+      conv2d_shape(1, 12, 15, 30, 3, 3, 1, 1),
   };
   Shape asym = conv2d_shape(1, 3, 11, 12, 3, 5, 1, 0);
   asym.pad_top = 2, asym.pad_bottom = 0, asym.pad_left = 0, asym.pad_right = 3;
@@ -118,6 +125,19 @@ std::vector<Shape> isa_shapes() {
   Shape k53 = conv2d_shape(1, 48, 6, 11, 5, 3, 1, 0);
   k53.pad_top = 2, k53.pad_bottom = 1, k53.pad_left = 1, k53.pad_right = 2, k53.dil_w = 2;
   v.push_back(k53);
+  // Row-flat: 1 x 11 and 11 x 1 as InceptionNeXt pads them; stride 2 along
+  // H only (grad-input: dy upsampled along H, every other row skipped) with
+  // a dilation along H, so a pair of output rows shares no input row.
+  Shape incn_w = conv2d_shape(1, 12, 8, 20, 1, 11, 1, 0);
+  incn_w.pad_left = incn_w.pad_right = 5;
+  v.push_back(incn_w);
+  Shape incn_h = conv2d_shape(2, 24, 12, 5, 11, 1, 1, 0);
+  incn_h.pad_top = incn_h.pad_bottom = 5;
+  v.push_back(incn_h);
+  Shape rows_h = conv2d_shape(1, 12, 17, 9, 3, 3, 1, 0);
+  rows_h.stride_h = 2, rows_h.dil_h = 2, rows_h.pad_top = 2, rows_h.pad_bottom = 1, rows_h.pad_left = 1,
+  rows_h.pad_right = 1;
+  v.push_back(rows_h);
   // Stationary tiles: kernels wider than 7 on images at most 7 wide
   // (fp32 two vectors and one; bf16 pairs), odd and even, asymmetric.
   v.push_back(conv2d_shape(1, 48, 7, 7, 13, 13, 1, 6));
@@ -252,6 +272,26 @@ TEST(CpuIsaDispatch, SimdChosenWhereItApplies) {
     EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nhwc_vec");
     EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nhwc_vec");
     EXPECT_EQ(selected_kernel(Direction::grad_weight, p), "cpu_wgrad_nhwc_vec");
+  }
+  // NHWC with few channels or a kx1 kernel: the row-flat engine (stride 1
+  // along W); at stride 2 along W, and with 48 channels on a 3x3, the core.
+  p.layout = Layout::nhwc;
+  Shape wide = conv2d_shape(1, 12, 56, 56, 1, 11, 1, 0);
+  wide.pad_left = wide.pad_right = 5;
+  Shape tall_nhwc = conv2d_shape(1, 96, 14, 14, 11, 1, 1, 0);
+  tall_nhwc.pad_top = tall_nhwc.pad_bottom = 5;
+  for (DType dt : {DType::f32, DType::bf16}) {
+    p.dtype = dt;
+    for (const Shape& s : {conv2d_shape(1, 12, 56, 56, 3, 3, 1, 1), wide, tall_nhwc}) {
+      p.shape = s;
+      EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nhwc_rowflat") << s.str();
+      EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nhwc_rowflat") << s.str();
+    }
+    p.shape = conv2d_shape(1, 12, 56, 56, 3, 3, 2, 1);
+    EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nhwc_vec");
+    p.shape = conv2d_shape(1, 48, 56, 56, 3, 3, 1, 1);
+    EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nhwc_vec");
+    EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nhwc_vec");
   }
   // The flat engine keeps 1D, few channels and kx1 kernels.
   p.dtype = DType::f32;

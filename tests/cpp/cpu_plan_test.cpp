@@ -316,5 +316,42 @@ TEST(CpuNhwcPlan, WholeImageAndRowBalancing) {
   EXPECT_EQ(forward_plan(conv2d_shape(16, 32, 56, 56, 5, 5, 1, 2), 2).nby, 1);
 }
 
+// The row-flat engine's plan: the interior it reads in place is exactly
+// the vectors whose every tap load stays inside the input row (one more on
+// either side would read outside it), at every target's width; the weight
+// phases; and which cpu_isa_test shapes reach both edges, the interior,
+// and rows with no interior.
+TEST(CpuRowFlatPlan, InteriorIsWhereEveryLoadStaysInTheRow) {
+  const Shape shapes[] = {
+      conv2d_shape(2, 12, 9, 13, 1, 11, 1, 0),   // interior and a right edge
+      padded(conv2d_shape(1, 12, 8, 20, 1, 11, 1, 0), 0, 0, 5, 5),  // both edges
+      conv2d_shape(1, 20, 5, 2, 3, 3, 1, 1),     // no interior
+      conv2d_shape(1, 12, 15, 30, 3, 3, 1, 1),
+      conv2d_shape(1, 24, 14, 7, 11, 1, 1, 0),   // kx1: only the partial last vector staged
+  };
+  for (const Shape& s : shapes)
+    for (bool grad_input : {false, true})
+      for (int64_t L : cpu::simd::kRowFlatLanes) {
+        const cpu::simd::NhwcGeom g = grad_input ? cpu::simd::nhwc_grad_input(s) : cpu::simd::nhwc_forward(s);
+        const cpu::simd::RowFlatPlan f = cpu::simd::plan_rowflat(g, L);
+        auto inside = [&](int64_t v) { return v * L + f.off_min >= 0 && (v + 1) * L + f.off_min + f.span <= f.in_row; };
+        for (int64_t v = 0; v < f.nv; ++v)
+          EXPECT_EQ(v >= f.v_lo && v < f.v_hi, inside(v) && f.v_lo < f.v_hi) << s.str() << " L " << L << " v " << v;
+        EXPECT_EQ(f.P * L % s.c, 0) << s.str();
+        EXPECT_GE(f.stage, std::max(f.v_lo, f.nv - f.v_hi) * L + f.span);
+      }
+  const cpu::simd::RowFlatPlan w = cpu::simd::plan_rowflat(cpu::simd::nhwc_forward(shapes[1]), 16);
+  EXPECT_EQ(w.P, 3);
+  EXPECT_EQ(w.v_lo, 4);   // 5 padding pixels of 12 channels: 60 floats
+  EXPECT_EQ(w.v_hi, 11);  // (240 - 60) / 16
+  EXPECT_EQ(w.nv, 15);
+  const cpu::simd::RowFlatPlan none = cpu::simd::plan_rowflat(cpu::simd::nhwc_forward(shapes[2]), 16);
+  EXPECT_EQ(none.v_lo, none.v_hi);
+  const cpu::simd::RowFlatPlan tall = cpu::simd::plan_rowflat(cpu::simd::nhwc_forward(shapes[4]), 16);
+  EXPECT_EQ(tall.v_lo, 0);
+  EXPECT_EQ(tall.nv, 11);    // 7 x 24 = 168 floats: 10.5 vectors
+  EXPECT_EQ(tall.v_hi, 10);  // a whole load of the last would pass the row's end
+}
+
 }  // namespace
 }  // namespace dwconv
