@@ -151,9 +151,12 @@ HWY_INLINE void RowFlatBlock(D d, const simd::RowFlatPlan& f, int64_t v, const R
 
 // Output vectors [va, vb) of row A (and B); row u's float for vector v is
 // src[u] + v*L + shift.
+// Each block also takes a step of the prefetches (pf[0]: input, pf[1]:
+// output, for writing).
 template <bool PAIR, int P, class D, typename S, typename T, typename R>
 HWY_INLINE void RowFlatRange(D d, const simd::RowFlatPlan& f, int64_t va, int64_t vb, const R& rs,
-                             const S* const* src, int64_t shift, const float* wt, const float* bias, T* ya, T* yb) {
+                             const S* const* src, int64_t shift, const float* wt, const float* bias, T* ya, T* yb,
+                             simd::PrefetchSpan* pf) {
   // Accumulators (2B for a pair) and P weight vectors per row within the
   // register file: 32 registers take 8 vectors a row (9 at 3 phases), 16
   // take 8 single, 4 in pairs (3 at 3 phases).
@@ -164,7 +167,11 @@ HWY_INLINE void RowFlatRange(D d, const simd::RowFlatPlan& f, int64_t va, int64_
 #endif
   static_assert(kB <= simd::kRowFlatB, "the weight entries cover kRowFlatB + P - 1 phases");
   int64_t v = va;
-  for (; v + kB <= vb; v += kB) RowFlatBlock<kB, PAIR, P>(d, f, v, rs, src, v * f.L + shift, wt, bias, ya, yb);
+  for (; v + kB <= vb; v += kB) {
+    pf[0].step<0>();
+    pf[1].step<1>();
+    RowFlatBlock<kB, PAIR, P>(d, f, v, rs, src, v * f.L + shift, wt, bias, ya, yb);
+  }
   if constexpr (kB > 4) {
     for (; v + 4 <= vb; v += 4) RowFlatBlock<4, PAIR, P>(d, f, v, rs, src, v * f.L + shift, wt, bias, ya, yb);
   }
@@ -217,18 +224,34 @@ void RowFlatRows(const simd::RowFlatPlan& f, const T* HWY_RESTRICT x, const floa
       if (ta[e] < 0) put(e, rs.only_b, rs.both + rs.only_a);
     T* ya = y + r * f.row;
     T* yb = pair ? ya + f.row : ya;
+    // Prefetch, spread over this group's blocks, what the next group (two
+    // rows on) reads first: its output rows, and the input rows past the
+    // last one this group reads (contiguous within an image).
+    simd::PrefetchSpan pf[2];
+    const int64_t steps = f.nv / simd::kRowFlatB + 1;
+    const int64_t step_rows = pair ? 2 : 1;
+    if (r + step_rows < r1) {
+      const int64_t nn = std::min(int64_t(2), r1 - r - step_rows);
+      pf[1].set(y + (r + step_rows) * f.row, nn * f.row * int64_t(sizeof(T)), steps);
+      if (oy + step_rows + nn - 1 < g.out_h) {
+        const int64_t last = (oy + step_rows - 1) * g.sh + (g.kh - 1) * g.dh - g.pt;
+        const int64_t next = (oy + step_rows + nn - 1) * g.sh + (g.kh - 1) * g.dh - g.pt;
+        const int64_t lo = last < 0 ? 0 : last / g.uh + 1, hi = std::min(g.src_h, next / g.uh + 1);
+        if (lo < hi) pf[0].set(x + (n * g.src_h + lo) * f.in_row, (hi - lo) * f.in_row * int64_t(sizeof(T)), steps);
+      }
+    }
     auto range = [&](int64_t va, int64_t vb, const auto* const* src, int64_t shift) {
       // Weights in registers at 1 and 3 phases (C = 12, 24: 3 on AVX-512
       // and AVX2; C = 8 on AVX-512: 1); other phase counts load them per
       // vector.
       if (pair) {
-        if (f.P == 1) return RowFlatRange<true, 1>(d, f, va, vb, rs, src, shift, wt, bias, ya, yb);
-        if (f.P == 3) return RowFlatRange<true, 3>(d, f, va, vb, rs, src, shift, wt, bias, ya, yb);
-        return RowFlatRange<true, 0>(d, f, va, vb, rs, src, shift, wt, bias, ya, yb);
+        if (f.P == 1) return RowFlatRange<true, 1>(d, f, va, vb, rs, src, shift, wt, bias, ya, yb, pf);
+        if (f.P == 3) return RowFlatRange<true, 3>(d, f, va, vb, rs, src, shift, wt, bias, ya, yb, pf);
+        return RowFlatRange<true, 0>(d, f, va, vb, rs, src, shift, wt, bias, ya, yb, pf);
       }
-      if (f.P == 1) return RowFlatRange<false, 1>(d, f, va, vb, rs, src, shift, wt, bias, ya, yb);
-      if (f.P == 3) return RowFlatRange<false, 3>(d, f, va, vb, rs, src, shift, wt, bias, ya, yb);
-      return RowFlatRange<false, 0>(d, f, va, vb, rs, src, shift, wt, bias, ya, yb);
+      if (f.P == 1) return RowFlatRange<false, 1>(d, f, va, vb, rs, src, shift, wt, bias, ya, yb, pf);
+      if (f.P == 3) return RowFlatRange<false, 3>(d, f, va, vb, rs, src, shift, wt, bias, ya, yb, pf);
+      return RowFlatRange<false, 0>(d, f, va, vb, rs, src, shift, wt, bias, ya, yb, pf);
     };
     auto edge = [&](int64_t va, int64_t vb) {
       if (va >= vb) return;
