@@ -14,6 +14,7 @@
 
 #include "core/common.h"
 #include "cpu/generic.h"
+#include "cpu/parallel.h"
 
 namespace dwconv::cpu {
 namespace {
@@ -43,8 +44,7 @@ void forward_nchw(const Params& p) {
   const T* w = static_cast<const T*>(p.weight);
   const T* b = static_cast<const T*>(p.bias);
   T* y = static_cast<T*>(p.output);
-#pragma omp parallel num_threads(thread_count(p))
-  {
+  parallel_region(thread_count(p), [&] {
     std::vector<A> row(static_cast<size_t>(OW));
 #pragma omp for collapse(2) schedule(static)
     for (int64_t n = 0; n < s.n; ++n)
@@ -68,7 +68,7 @@ void forward_nchw(const Params& p) {
           for (int64_t ox = 0; ox < OW; ++ox) store(yc, oy * OW + ox, row[size_t(ox)]);
         }
       }
-  }
+  });
 }
 
 template <typename T>
@@ -80,8 +80,7 @@ void forward_nhwc(const Params& p) {
   const T* b = static_cast<const T*>(p.bias);
   T* y = static_cast<T*>(p.output);
   const std::vector<A> wt = weight_hwo<T, A>(p);
-#pragma omp parallel num_threads(thread_count(p))
-  {
+  parallel_region(thread_count(p), [&] {
     std::vector<A> acc(static_cast<size_t>(OC));
 #pragma omp for collapse(3) schedule(static)
     for (int64_t n = 0; n < s.n; ++n)
@@ -102,7 +101,7 @@ void forward_nhwc(const Params& p) {
           T* yp = y + ((n * OH + oy) * OW + ox) * OC;
           for (int64_t o = 0; o < OC; ++o) store(yp, o, acc[size_t(o)]);
         }
-  }
+  });
 }
 
 // ------------------------------------------------------------- grad-input
@@ -116,8 +115,7 @@ void grad_input_nchw(const Params& p) {
   const T* dy = static_cast<const T*>(p.grad_output);
   const T* w = static_cast<const T*>(p.weight);
   T* dx = static_cast<T*>(p.grad_input);
-#pragma omp parallel num_threads(thread_count(p))
-  {
+  parallel_region(thread_count(p), [&] {
     std::vector<A> row(static_cast<size_t>(W));
 #pragma omp for collapse(2) schedule(static)
     for (int64_t n = 0; n < s.n; ++n)
@@ -143,7 +141,7 @@ void grad_input_nchw(const Params& p) {
           for (int64_t ix = 0; ix < W; ++ix) store(dxc, iy * W + ix, row[size_t(ix)]);
         }
       }
-  }
+  });
 }
 
 template <typename T>
@@ -154,8 +152,7 @@ void grad_input_nhwc(const Params& p) {
   const T* dy = static_cast<const T*>(p.grad_output);
   T* dx = static_cast<T*>(p.grad_input);
   const std::vector<A> wt = weight_hwo<T, A>(p);
-#pragma omp parallel num_threads(thread_count(p))
-  {
+  parallel_region(thread_count(p), [&] {
     std::vector<A> acc(static_cast<size_t>(W * C));
 #pragma omp for collapse(2) schedule(static)
     for (int64_t n = 0; n < s.n; ++n)
@@ -183,7 +180,7 @@ void grad_input_nhwc(const Params& p) {
         T* dxr = dx + (n * H + iy) * W * C;
         for (int64_t e = 0; e < W * C; ++e) store(dxr, e, acc[size_t(e)]);
       }
-  }
+  });
 }
 
 // ------------------------------------------------------------ grad-weight
@@ -198,8 +195,7 @@ void grad_weight_nchw(const Params& p) {
   const T* dy = static_cast<const T*>(p.grad_output);
   const T* x = static_cast<const T*>(p.input);
   T* dw = static_cast<T*>(p.grad_weight);
-#pragma omp parallel num_threads(thread_count(p))
-  {
+  parallel_region(thread_count(p), [&] {
     std::vector<double> total(static_cast<size_t>(KK));
 #pragma omp for schedule(static)
     for (int64_t o = 0; o < OC; ++o) {
@@ -224,7 +220,7 @@ void grad_weight_nchw(const Params& p) {
       }
       for (int64_t k = 0; k < KK; ++k) store(dw, o * KK + k, total[size_t(k)]);
     }
-  }
+  });
 }
 
 template <typename T>
@@ -238,8 +234,7 @@ void grad_weight_nhwc(const Params& p) {
   const T* dy = static_cast<const T*>(p.grad_output);
   const T* x = static_cast<const T*>(p.input);
   T* dw = static_cast<T*>(p.grad_weight);
-#pragma omp parallel num_threads(thread_count(p))
-  {
+  parallel_region(thread_count(p), [&] {
     std::vector<double> total(static_cast<size_t>(KK * kBlock));
     std::vector<A> row(static_cast<size_t>(KK * kBlock));
 #pragma omp for schedule(static)
@@ -268,7 +263,7 @@ void grad_weight_nhwc(const Params& p) {
       for (int64_t b = 0; b < nb; ++b)
         for (int64_t k = 0; k < KK; ++k) store(dw, (o0 + b) * KK + k, total[size_t(k * kBlock + b)]);
     }
-  }
+  });
 }
 
 // -------------------------------------------------------------- grad-bias
@@ -280,22 +275,23 @@ void grad_bias_any(const Params& p) {
   const T* dy = static_cast<const T*>(p.grad_output);
   T* db = static_cast<T*>(p.grad_bias);
   if (p.layout == Layout::nchw) {
-#pragma omp parallel for schedule(static) num_threads(thread_count(p))
-    for (int64_t o = 0; o < OC; ++o) {
-      double total = 0;
-      for (int64_t n = 0; n < s.n; ++n) {
-        const T* d = dy + (n * OC + o) * P;
-        A sum = 0;
-        for (int64_t e = 0; e < P; ++e) sum += A(load_f64(d, e));
-        total += double(sum);
+    parallel_region(thread_count(p), [&] {
+#pragma omp for schedule(static)
+      for (int64_t o = 0; o < OC; ++o) {
+        double total = 0;
+        for (int64_t n = 0; n < s.n; ++n) {
+          const T* d = dy + (n * OC + o) * P;
+          A sum = 0;
+          for (int64_t e = 0; e < P; ++e) sum += A(load_f64(d, e));
+          total += double(sum);
+        }
+        store(db, o, total);
       }
-      store(db, o, total);
-    }
+    });
   } else {
     constexpr int64_t kBlock = 256;
     const int64_t blocks = (OC + kBlock - 1) / kBlock;
-#pragma omp parallel num_threads(thread_count(p))
-    {
+    parallel_region(thread_count(p), [&] {
       std::vector<double> total(static_cast<size_t>(kBlock));
       std::vector<A> row(static_cast<size_t>(kBlock));
 #pragma omp for schedule(static)
@@ -313,7 +309,7 @@ void grad_bias_any(const Params& p) {
           }
         for (int64_t b = 0; b < nb; ++b) store(db, o0 + b, total[size_t(b)]);
       }
-    }
+    });
   }
 }
 

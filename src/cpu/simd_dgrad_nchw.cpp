@@ -7,6 +7,7 @@
 #define HWY_TARGET_INCLUDE "cpu/simd_dgrad_nchw.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
+#include "cpu/parallel.h"
 #include "cpu/simd_flat-inl.h"
 #include "hwy/highway.h"
 
@@ -22,8 +23,7 @@ void DgradNchwTyped(const Params& p, const simd::Slices& ws, const simd::FlatPla
   const T* w = static_cast<const T*>(p.weight);
   T* dx = static_cast<T*>(p.grad_input);
   const int64_t tasks = s.n * C * f.nblk;
-#pragma omp parallel num_threads(ws.threads)
-  {
+  parallel_region(ws.threads, [&] {
     const int tid = omp_get_thread_num();
     float* buf = reinterpret_cast<float*>(ws.get(tid));
     float* out = buf + f.in_floats;
@@ -47,7 +47,7 @@ void DgradNchwTyped(const Params& p, const simd::Slices& ws, const simd::FlatPla
       }
       CopyOut(f, out, rows, dx + (nc * f.oh + iy0) * f.ow);
     }
-  }
+  });
 }
 
 void DgradNchw(const Params& p, const simd::Slices& ws, const simd::FlatPlan& f) {

@@ -9,6 +9,7 @@
 #define HWY_TARGET_INCLUDE "cpu/simd_dgrad_nhwc.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
+#include "cpu/parallel.h"
 #include "cpu/simd_nhwc-inl.h"
 #include "hwy/highway.h"
 
@@ -17,9 +18,10 @@ namespace dwconv::cpu::HWY_NAMESPACE {
 
 template <typename T>
 void DgradNhwcTyped(const Params& p, const simd::NhwcPlan& pl, int threads, float* wt, float* bias, float* ws) {
-#pragma omp parallel num_threads(threads)
-  NhwcConv(pl, p.shape.n, static_cast<const T*>(p.grad_output), static_cast<const T*>(p.weight),
-           static_cast<const T*>(nullptr), true, wt, bias, ws, static_cast<T*>(p.grad_input));
+  parallel_region(threads, [&] {
+    NhwcConv(pl, p.shape.n, static_cast<const T*>(p.grad_output), static_cast<const T*>(p.weight),
+             static_cast<const T*>(nullptr), true, wt, bias, ws, static_cast<T*>(p.grad_input));
+  });
 }
 
 void DgradNhwc(const Params& p, const simd::NhwcPlan& pl, int threads, float* wt, float* bias, float* ws) {

@@ -7,6 +7,7 @@
 #define HWY_TARGET_INCLUDE "cpu/simd_fwd_nchw.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
+#include "cpu/parallel.h"
 #include "cpu/simd_flat-inl.h"
 #include "hwy/highway.h"
 
@@ -22,8 +23,7 @@ void FwdNchwTyped(const Params& p, const simd::Slices& ws, const simd::FlatPlan&
   const T* b = static_cast<const T*>(p.bias);
   T* y = static_cast<T*>(p.output);
   const int64_t tasks = s.n * C * f.nblk;
-#pragma omp parallel num_threads(ws.threads)
-  {
+  parallel_region(ws.threads, [&] {
     const int tid = omp_get_thread_num();
     float* buf = reinterpret_cast<float*>(ws.get(tid));
     float* out = buf + f.in_floats;
@@ -64,7 +64,7 @@ void FwdNchwTyped(const Params& p, const simd::Slices& ws, const simd::FlatPlan&
         CopyOut(f, out, rows, dst);
       }
     }
-  }
+  });
 }
 
 void FwdNchw(const Params& p, const simd::Slices& ws, const simd::FlatPlan& f) {

@@ -11,6 +11,7 @@
 #define HWY_TARGET_INCLUDE "cpu/simd_fwd_nchw_dot.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
+#include "cpu/parallel.h"
 #include "cpu/simd_convert-inl.h"
 #include "cpu/simd_plan.h"
 #include "hwy/highway.h"
@@ -75,8 +76,7 @@ void FwdNchwDotTyped(const Params& p, const simd::DotPlan& dp, const simd::Slice
   const T* w = static_cast<const T*>(p.weight);
   const T* b = static_cast<const T*>(p.bias);
   T* y = static_cast<T*>(p.output);
-#pragma omp parallel num_threads(ws.threads)
-  {
+  parallel_region(ws.threads, [&] {
     float* plane = reinterpret_cast<float*>(ws.get(omp_get_thread_num()));
     float* wt = plane + dp.plane_floats;
     float* row = wt + dp.w_floats;
@@ -114,7 +114,7 @@ void FwdNchwDotTyped(const Params& p, const simd::DotPlan& dp, const simd::Slice
         }
       }
     }
-  }
+  });
 }
 
 void FwdNchwDot(const Params& p, const simd::DotPlan& dp, const simd::Slices& ws) {

@@ -15,6 +15,7 @@
 #define HWY_TARGET_INCLUDE "cpu/simd_fwd_nhwc.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
+#include "cpu/parallel.h"
 #include "cpu/simd_nhwc-inl.h"
 #include "hwy/highway.h"
 
@@ -23,9 +24,10 @@ namespace dwconv::cpu::HWY_NAMESPACE {
 
 template <typename T>
 void FwdNhwcTyped(const Params& p, const simd::NhwcPlan& pl, int threads, float* wt, float* bias, float* ws) {
-#pragma omp parallel num_threads(threads)
-  NhwcConv(pl, p.shape.n, static_cast<const T*>(p.input), static_cast<const T*>(p.weight),
-           static_cast<const T*>(p.bias), false, wt, bias, ws, static_cast<T*>(p.output));
+  parallel_region(threads, [&] {
+    NhwcConv(pl, p.shape.n, static_cast<const T*>(p.input), static_cast<const T*>(p.weight),
+             static_cast<const T*>(p.bias), false, wt, bias, ws, static_cast<T*>(p.output));
+  });
 }
 
 void FwdNhwc(const Params& p, const simd::NhwcPlan& pl, int threads, float* wt, float* bias, float* ws) {

@@ -15,6 +15,7 @@
 
 #include <omp.h>
 
+#include "cpu/parallel.h"
 #include "cpu/simd_convert-inl.h"
 #include "cpu/simd_plan.h"
 #include "hwy/highway.h"
@@ -282,11 +283,10 @@ void RowFlatTyped(const Params& p, const simd::NhwcGeom& g, int threads, bool gr
                  wt, bias);
   const int64_t rows = p.shape.n * g.out_h;
   const int nt = int(std::min<int64_t>(threads, rows));
-#pragma omp parallel num_threads(nt)
-  {
+  parallel_region(nt, [&] {
     const int t = omp_get_thread_num(), tn = omp_get_num_threads();
     RowFlatRows(f, x, wt, bias, rows * t / tn, rows * (t + 1) / tn, reinterpret_cast<float*>(ws.get(t)), y);
-  }
+  });
 }
 
 void RowFlat(const Params& p, const simd::NhwcGeom& g, int threads, bool grad_input, unsigned char* shared,

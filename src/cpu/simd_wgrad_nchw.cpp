@@ -9,6 +9,7 @@
 #define HWY_TARGET_INCLUDE "cpu/simd_wgrad_nchw.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
+#include "cpu/parallel.h"
 #include "cpu/simd_flat-inl.h"
 #include "hwy/highway.h"
 
@@ -24,8 +25,7 @@ void WgradNchwTyped(const Params& p, const simd::Slices& ws, double* partial, co
   const T* x = static_cast<const T*>(p.input);
   T* dw = static_cast<T*>(p.grad_weight);
   const int64_t tasks = C * wp.chunks;
-#pragma omp parallel num_threads(ws.threads)
-  {
+  parallel_region(ws.threads, [&] {
     const int tid = omp_get_thread_num();
     float* buf = reinterpret_cast<float*>(ws.get(tid));
     float* dyf = buf + f.in_floats;
@@ -58,7 +58,7 @@ void WgradNchwTyped(const Params& p, const simd::Slices& ws, double* partial, co
         for (int64_t k = 0; k < wp.chunks; ++k) sum += partial[(o * wp.chunks + k) * KK + e];
         FromF(float(sum), dw + o * KK + e);
       }
-  }
+  });
 }
 
 void WgradNchw(const Params& p, const simd::Slices& ws, double* partial, const simd::WgradPlan& wp) {

@@ -18,6 +18,7 @@
 
 #include <utility>
 
+#include "cpu/parallel.h"
 #include "cpu/simd_convert-inl.h"
 #include "cpu/simd_plan.h"
 #include "cpu/simd_transpose-inl.h"
@@ -515,8 +516,7 @@ void WgradNhwcTyped(const Params& p, const simd::Slices& ws, double* partial, co
   WgFn fns[2][8];  // [taps - jmin][rows in group - 1]
   for (int64_t e = 0; e < 2; ++e)
     for (int64_t g = 1; g <= ni; ++g) fns[e][g - 1] = jmin + e <= 8 ? WgPick(g, jmin + e, t.csw, t.cdw) : nullptr;
-#pragma omp parallel num_threads(ws.threads)
-  {
+  parallel_region(ws.threads, [&] {
     float* xs = reinterpret_cast<float*>(ws.get(omp_get_thread_num()));
     float* ds = xs + t.x_floats;
     float* facc = ds + t.dy_floats;
@@ -655,7 +655,7 @@ void WgradNhwcTyped(const Params& p, const simd::Slices& ws, double* partial, co
         FromF(float(sum), dw + c * KK + e);
       }
     }
-  }
+  });
 }
 
 void WgradNhwc(const Params& p, const simd::Slices& ws, double* partial, const simd::WgradNhwcTiles& t) {
