@@ -32,7 +32,7 @@ void DgradNchwTyped(const Params& p, const simd::Slices& ws, const simd::FlatPla
     const TapOffsets t{offs, offs + s.kh};
     MakeOffsets(f, t);
     std::memset(buf, 0, size_t(f.in_floats + f.out_floats) * sizeof(float));
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait  // the region's end is the barrier
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t blk = task % f.nblk, nc = task / f.nblk;
       const int64_t n = nc / C, c = nc % C;

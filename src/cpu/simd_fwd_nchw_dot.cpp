@@ -83,7 +83,7 @@ void FwdNchwDotTyped(const Params& p, const simd::DotPlan& dp, const simd::Slice
     // Columns outside the input stay zero from here on; copies only
     // overwrite [pad_left, pad_left + W) of each row.
     std::memset(plane, 0, size_t(dp.plane_floats + dp.w_floats) * sizeof(float));
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait  // the region's end is the barrier
     for (int64_t nc = 0; nc < s.n * C; ++nc) {
       const int64_t n = nc / C, c = nc % C;
       const T* xp = x + nc * s.h * s.w;

@@ -1485,7 +1485,9 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
     }
     return;
   }
-#pragma omp for schedule(dynamic, 1)
+  // nowait: the end of the parallel region is the barrier (libgomp wakes
+  // the team at each one, a futex syscall).
+#pragma omp for schedule(dynamic, 1) nowait
   for (int64_t task = 0; task < tasks; ++task) run_task(task);
 }
 
