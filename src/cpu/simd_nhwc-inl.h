@@ -580,6 +580,25 @@ HWY_INLINE void NhwcClipInputs(const TI* HWY_RESTRICT first, int64_t pix, int64_
   const TI* HWY_RESTRICT p = first;
   (NhwcClipInput<R, V, KW, SW, H0, X>(p, pix, x_lo, x_hi, w, acc), ...);
 }
+// One output pixel of a tile (NhwcClipTile, NhwcStatTile): its V vectors
+// a0 (and a1 at V = 2) to yp. fp32 as they are; bf16 as pair vectors, at
+// V = 2 both halves at once, at V = 1 the even half (H0 = 0) left in row r
+// of the stash (null for fp32) for the odd call, which stores the pair.
+template <int V, int H0, class D, typename T>
+HWY_INLINE void NhwcStoreTilePixel(D d, hn::Vec<D> a0, hn::Vec<D> a1, T* HWY_RESTRICT yp,
+                                   float* HWY_RESTRICT stash, int r) {
+  static_assert(V == 1 || V == 2, "tiles hold one or two vectors per pixel");
+  if constexpr (std::is_same_v<T, float>) {
+    StoreF(d, a0, yp);
+    if constexpr (V == 2) StoreF(d, a1, yp + hn::Lanes(d));
+  } else if constexpr (V == 2) {
+    NhwcStorePair(a0, a1, yp);
+  } else if constexpr (H0 == 0) {
+    hn::Store(a0, d, stash + r * hn::Lanes(d));
+  } else {
+    NhwcStorePair(hn::Load(d, stash + r * hn::Lanes(d)), a0, yp);
+  }
+}
 // Output columns [ox, ox + R) of the current row, channel vectors H0 ..
 // H0 + V - 1 from channel cv (NhwcLoadVec; relative to xc, wt, bias;
 // ytile: the output pixel ox at cv). fp32: H0 = 0, V whole vectors. bf16
@@ -613,16 +632,8 @@ HWY_INLINE void NhwcClipTile(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xc,
                                        rows.pix, x_lo, x_hi, w, acc, std::make_integer_sequence<int, kCols>());
     }
   }
-  if constexpr (std::is_same_v<T, float>) {
-    for (int v = 0; v < V; ++v)
-      for (int r = 0; r < R; ++r) StoreF(d, acc[v][r], ytile + r * rows.ostride + v * L);
-  } else if constexpr (V == 2) {
-    for (int r = 0; r < R; ++r) NhwcStorePair(acc[0][r], acc[1][r], ytile + r * rows.ostride);
-  } else if constexpr (H0 == 0) {
-    for (int r = 0; r < R; ++r) hn::Store(acc[0][r], d, stash + r * L);
-  } else {
-    for (int r = 0; r < R; ++r) NhwcStorePair(hn::Load(d, stash + r * L), acc[0][r], ytile + r * rows.ostride);
-  }
+  for (int r = 0; r < R; ++r)
+    NhwcStoreTilePixel<V, H0>(d, acc[0][r], acc[V - 1][r], ytile + r * rows.ostride, stash, r);
 }
 // Tiles of R pixels x V vectors in the vector registers: R x V
 // accumulators, V x KW weights of a tap row and V input vectors, at most 7
@@ -723,16 +734,7 @@ HWY_INLINE void NhwcStatTile(const simd::NhwcPlan& pl, const T* HWY_RESTRICT xc,
   }
   for (int r = 0; r < kNhwcStatW; ++r) {
     if (r >= g.out_w) break;
-    T* HWY_RESTRICT yp = ytile + r * rows.ostride;
-    if constexpr (std::is_same_v<T, float>) {
-      for (int v = 0; v < V; ++v) StoreF(d, acc[v][r], yp + v * L);
-    } else if constexpr (V == 2) {
-      NhwcStorePair(acc[0][r], acc[1][r], yp);
-    } else if constexpr (H0 == 0) {
-      hn::Store(acc[0][r], d, stash + r * L);
-    } else {
-      NhwcStorePair(hn::Load(d, stash + r * L), acc[0][r], yp);
-    }
+    NhwcStoreTilePixel<V, H0>(d, acc[0][r], acc[V - 1][r], ytile + r * rows.ostride, stash, r);
   }
 }
 // A whole output row of stationary tiles, channels [ca, cz) (as
