@@ -4,7 +4,7 @@
 // to the vector and nothing is copied to a channel-blocked scratch: the
 // interior of a row is read in place, each row's two ends from a staged
 // copy with the padding as zeros. Weights repeat every P vectors and are
-// arranged once per call as [P][kh*kw][L]. Stride 1 along W, any stride
+// arranged once per call as [kh*kw][E][L] (RowFlatPlan). Stride 1 along W, any stride
 // along H, any dilation and padding, multiplier 1; fp32 and bf16 storage,
 // fp32 accumulation. cpu_fwd_nhwc_rowflat; cpu_dgrad_nhwc_rowflat is the
 // same engine at stride 1 over dy upsampled along H by the stride (rows
@@ -160,7 +160,7 @@ HWY_INLINE void RowFlatRange(D d, const simd::RowFlatPlan& f, int64_t va, int64_
                              simd::PrefetchSpan* pf) {
   // Accumulators (2B for a pair) and P weight vectors per row within the
   // register file: 32 registers take 8 vectors a row (9 at 3 phases), 16
-  // take 8 single, 4 in pairs (3 at 3 phases).
+  // take 8 single (6 at 3 phases), 4 in pairs (3 at 3 phases).
 #if HWY_TARGET <= HWY_AVX3
   constexpr int kB = P == 3 ? 9 : 8;
 #else
@@ -275,6 +275,9 @@ void RowFlatTyped(const Params& p, const simd::NhwcGeom& g, int threads, bool gr
                   const simd::Slices& ws) {
   const hn::ScalableTag<float> d;
   const simd::RowFlatPlan f = simd::plan_rowflat(g, int64_t(hn::Lanes(d)));
+  if (2 * g.kh * f.stage > simd::rowflat_thread_floats(g) || ws.per < size_t(simd::rowflat_thread_floats(g)) * 4)
+    throw BackendError("dwconv: row-flat workspace sized for fewer staged floats than " + std::to_string(2 * g.kh * f.stage) +
+                       " at " + std::to_string(hn::Lanes(d)) + " lanes");
   float* wt = reinterpret_cast<float*>(shared);
   float* bias = wt + simd::align_up(size_t(f.E * g.kh * g.kw * f.L) * 4) / 4;
   const T* x = static_cast<const T*>(grad_input ? p.grad_output : p.input);

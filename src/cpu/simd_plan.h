@@ -674,9 +674,12 @@ inline RowFlatPlan plan_rowflat(const NhwcGeom& g, int64_t L) {
   f.stage = std::max(f.v_lo, f.nv - f.v_hi) * L + f.span;
   return f;
 }
-// The vector widths of the compiled targets (AVX-512, AVX2, SSE4 / EMU128):
-// the workspace covers whichever runs.
-constexpr int64_t kRowFlatLanes[] = {16, 8, 4};
+// Every float vector width a compiled target can have (AVX-512 16, AVX2 8,
+// SSE4 / EMU128 4, HWY_SCALAR 1, which this build's GCC 12.2 gets instead
+// of EMU128): the workspace covers whichever runs. The stage does not
+// grow with the width (one lane can leave a narrow row one long right end
+// where 16 split it in two), so each width is planned.
+constexpr int64_t kRowFlatLanes[] = {16, 8, 4, 2, 1};
 // E*L floats per tap for every L above (each divides 16, so P*L <= lcm(C, 16)).
 inline int64_t rowflat_entry_floats(const NhwcGeom& g) { return std::lcm(g.c, int64_t(16)) + (kRowFlatB - 1) * 16; }
 inline size_t rowflat_shared_bytes(const NhwcGeom& g) {

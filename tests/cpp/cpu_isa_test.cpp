@@ -127,7 +127,8 @@ std::vector<Shape> isa_shapes() {
   v.push_back(k53);
   // Row-flat: 1 x 11 and 11 x 1 as InceptionNeXt pads them; stride 2 along
   // H only (grad-input: dy upsampled along H, every other row skipped) with
-  // a dilation along H, so a pair of output rows shares no input row.
+  // a dilation along H (forward pairs share 2 of 3 input rows, grad-input
+  // pairs none).
   Shape incn_w = conv2d_shape(1, 12, 8, 20, 1, 11, 1, 0);
   incn_w.pad_left = incn_w.pad_right = 5;
   v.push_back(incn_w);
@@ -138,6 +139,16 @@ std::vector<Shape> isa_shapes() {
   rows_h.stride_h = 2, rows_h.dil_h = 2, rows_h.pad_top = 2, rows_h.pad_bottom = 1, rows_h.pad_left = 1,
   rows_h.pad_right = 1;
   v.push_back(rows_h);
+  // Row-flat on a narrow row whose staged end is longest at one lane (the
+  // HWY_SCALAR target: one right end of 75 floats where 16 lanes split it
+  // into two ends of at most 72), and the same with stride 16 along H so
+  // that both rows of a pair read 16 rows each (32 staged rows).
+  Shape narrow_end = conv2d_shape(1, 5, 2, 8, 1, 9, 1, 0);
+  narrow_end.pad_left = 1, narrow_end.pad_right = 7;
+  v.push_back(narrow_end);
+  Shape narrow_tall = conv2d_shape(1, 5, 32, 8, 16, 9, 1, 0);
+  narrow_tall.stride_h = 16, narrow_tall.pad_left = 1, narrow_tall.pad_right = 7;
+  v.push_back(narrow_tall);
   // Stationary tiles: kernels wider than 7 on images at most 7 wide
   // (fp32 two vectors and one; bf16 pairs), odd and even, asymmetric.
   v.push_back(conv2d_shape(1, 48, 7, 7, 13, 13, 1, 6));

@@ -328,6 +328,7 @@ TEST(CpuRowFlatPlan, InteriorIsWhereEveryLoadStaysInTheRow) {
       conv2d_shape(1, 20, 5, 2, 3, 3, 1, 1),     // no interior
       conv2d_shape(1, 12, 15, 30, 3, 3, 1, 1),
       conv2d_shape(1, 24, 14, 7, 11, 1, 1, 0),   // kx1: only the partial last vector staged
+      padded(conv2d_shape(1, 5, 2, 8, 1, 9, 1, 0), 0, 0, 1, 7),  // narrow: one long end at one lane
   };
   for (const Shape& s : shapes)
     for (bool grad_input : {false, true})
@@ -338,8 +339,17 @@ TEST(CpuRowFlatPlan, InteriorIsWhereEveryLoadStaysInTheRow) {
         for (int64_t v = 0; v < f.nv; ++v)
           EXPECT_EQ(v >= f.v_lo && v < f.v_hi, inside(v) && f.v_lo < f.v_hi) << s.str() << " L " << L << " v " << v;
         EXPECT_EQ(f.P * L % s.c, 0) << s.str();
-        EXPECT_GE(f.stage, std::max(f.v_lo, f.nv - f.v_hi) * L + f.span);
+        // The workspace covers the staged rows of a pair at this width.
+        EXPECT_LE(2 * g.kh * f.stage, cpu::simd::rowflat_thread_floats(g)) << s.str() << " L " << L;
       }
+  // A narrow row whose one staged end at one lane (75 floats) is longer
+  // than either end at 4, 8 or 16 lanes (at most 72): the workspace must
+  // be planned at one lane too (HWY_SCALAR).
+  Shape narrow_end = padded(conv2d_shape(1, 5, 2, 8, 1, 9, 1, 0), 0, 0, 1, 7);
+  const cpu::simd::NhwcGeom ng = cpu::simd::nhwc_forward(narrow_end);
+  EXPECT_EQ(cpu::simd::plan_rowflat(ng, 1).stage, 75);
+  for (int64_t L : {16, 8, 4}) EXPECT_LE(cpu::simd::plan_rowflat(ng, L).stage, 72) << L;
+  EXPECT_GE(cpu::simd::rowflat_thread_floats(ng), 2 * 75);
   const cpu::simd::RowFlatPlan w = cpu::simd::plan_rowflat(cpu::simd::nhwc_forward(shapes[1]), 16);
   EXPECT_EQ(w.P, 3);
   EXPECT_EQ(w.v_lo, 4);   // 5 padding pixels of 12 channels: 60 floats

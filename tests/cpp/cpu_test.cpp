@@ -87,6 +87,61 @@ TEST(CpuDeterminism, GradWeightIndependentOfThreads) {
     }
 }
 
+// One-thread calls from inside a caller's parallel region (a loop over
+// samples, each calling dwconv on one thread) must run as a team of one:
+// the kernels' work sharing and barriers must not bind to the caller's
+// team. Each caller thread's result must equal the same call made alone.
+// Shapes reach the NHWC core (weights arranged across the team, then a
+// barrier), the row-flat engine, the NCHW flat engine and the generic
+// kernel (f64), forward, grad-input and grad-weight.
+TEST(CpuThreads, OneThreadCallsInsideACallersParallelRegion) {
+  struct Case {
+    Shape s;
+    Layout layout;
+    DType dtype;
+  };
+  const Case cases[] = {{conv2d_shape(1, 48, 9, 9, 3, 3, 1, 1), Layout::nhwc, DType::f32},
+                        {conv2d_shape(1, 12, 20, 20, 3, 3, 1, 1), Layout::nhwc, DType::f32},
+                        {conv2d_shape(1, 8, 20, 20, 3, 3, 1, 1), Layout::nchw, DType::f32},
+                        {conv2d_shape(1, 8, 10, 10, 3, 3, 1, 1), Layout::nhwc, DType::f64}};
+  constexpr int kCallers = 3;
+  for (const Case& k : cases)
+    for (Direction dir : {Direction::forward, Direction::grad_input, Direction::grad_weight}) {
+      const Shape& s = k.s;
+      const size_t es = dtype_size(k.dtype);
+      std::vector<unsigned char> x(size_t(s.input_elems()) * es), w(size_t(s.weight_elems()) * es),
+          dy(size_t(s.output_elems()) * es);
+      std::mt19937_64 rng(11);
+      std::uniform_real_distribution<double> u(-1, 1);
+      auto fill = [&](std::vector<unsigned char>& v) {
+        for (size_t i = 0; i < v.size() / es; ++i) {
+          if (k.dtype == DType::f32) reinterpret_cast<float*>(v.data())[i] = float(u(rng));
+          if (k.dtype == DType::f64) reinterpret_cast<double*>(v.data())[i] = u(rng);
+        }
+      };
+      fill(x), fill(w), fill(dy);
+      const size_t out_bytes = size_t(dir == Direction::forward      ? s.output_elems()
+                                      : dir == Direction::grad_input ? s.input_elems()
+                                                                     : s.weight_elems()) * es;
+      auto call = [&](std::vector<unsigned char>& out) {
+        Params p;
+        p.shape = s, p.dtype = k.dtype, p.layout = k.layout, p.threads = 1;
+        p.input = x.data(), p.weight = w.data(), p.grad_output = dy.data();
+        p.output = p.grad_input = p.grad_weight = out.data();
+        run(dir, p);
+      };
+      std::vector<unsigned char> alone(out_bytes);
+      call(alone);
+      std::vector<std::vector<unsigned char>> outs(kCallers, std::vector<unsigned char>(out_bytes, 0xff));
+#pragma omp parallel for num_threads(kCallers) schedule(static, 1)
+      for (int t = 0; t < kCallers; ++t) call(outs[size_t(t)]);
+      for (int t = 0; t < kCallers; ++t)
+        EXPECT_EQ(std::memcmp(outs[size_t(t)].data(), alone.data(), out_bytes), 0)
+            << s.str() << " " << to_string(k.layout) << " " << to_string(k.dtype) << " " << to_string(dir)
+            << " caller " << t;
+    }
+}
+
 // A test that cannot fail is a defect: the checker must catch a kernel that
 // leaves one element unwritten, and one that gets one element slightly wrong.
 TEST(CheckerCatches, UnwrittenAndWrongElements) {
