@@ -343,14 +343,9 @@ size_t workspace_fwd(const Params& p) { return workspace(p, false); }
 size_t workspace_dgrad(const Params& p) { return workspace(p, true); }
 void run(const Params& p, bool grad_input) {
   const simd::NhwcGeom g = geometry(p, grad_input);
-  const simd::Slices head = simd::slices(p, simd::kAlign);  // aligns the base
-  const size_t sb = simd::rowflat_shared_bytes(g);
-  const size_t lost = size_t(head.base - static_cast<unsigned char*>(p.workspace));
-  Params q = p;
-  q.workspace = head.base + sb;
-  q.workspace_bytes = p.workspace_bytes > lost + sb ? p.workspace_bytes - lost - sb : 0;
-  const simd::Slices ws = simd::slices(q, size_t(simd::rowflat_thread_floats(g)) * 4);
-  DWCONV_HWY_CALL(RowFlat)(p, g, ws.threads, grad_input, head.base, ws);
+  const simd::SharedSlices c =
+      simd::shared_slices(p, simd::rowflat_shared_bytes(g), size_t(simd::rowflat_thread_floats(g)) * 4);
+  DWCONV_HWY_CALL(RowFlat)(p, g, c.ws.threads, grad_input, c.shared, c.ws);
 }
 void run_fwd(const Params& p) { run(p, false); }
 void run_dgrad(const Params& p) { run(p, true); }

@@ -161,6 +161,13 @@ inline WgradPlan plan_wgrad_nchw(const Shape& s) {
 
 inline size_t align_up(size_t b) { return (b + kAlign - 1) / kAlign * kAlign; }
 
+// NHWC grad-weight (simd_wgrad_nhwc.cpp):
+// fp32 sums run for about kWgFlushPx pixels before going to fp64, and
+// narrow kernels take several tap rows per group so that ni * kw
+// accumulators make >= 8 independent FMA chains.
+constexpr int64_t kWgFlushPx = 2048;
+constexpr int64_t wgrad_nhwc_ni(int64_t kw) { return kw == 1 ? 8 : kw == 2 ? 4 : kw == 3 ? 3 : kw <= 5 ? 2 : 1; }
+
 // NCHW forward as dot products along the kernel row (simd_fwd_nchw_dot.cpp):
 // the zero-padded fp32 plane of one input channel, pitch wpad (plane column
 // x is input column x - pad_left), and the weights with rows of kwp floats.
@@ -207,6 +214,24 @@ inline Slices slices(const Params& p, size_t per_thread) {
     throw BackendError("dwconv: SIMD CPU kernel given a workspace of " + std::to_string(p.workspace_bytes) +
                        " bytes, needs at least " + std::to_string(s.per + kAlign));
   return s;
+}
+// A workspace that starts with `shared` bytes every thread uses (weights
+// arranged once, task partials), then per-thread slices of `per_thread`.
+inline size_t shared_workspace(const Params& p, size_t shared, size_t per_thread) {
+  return align_up(shared) + workspace_for(align_up(per_thread), thread_count(p));
+}
+struct SharedSlices {
+  unsigned char* shared = nullptr;  // 64-byte aligned
+  Slices ws;
+};
+inline SharedSlices shared_slices(const Params& p, size_t shared, size_t per_thread) {
+  const Slices head = slices(p, kAlign);  // aligns the base
+  const size_t sb = align_up(shared);
+  const size_t lost = size_t(head.base - static_cast<unsigned char*>(p.workspace));
+  Params q = p;
+  q.workspace = head.base + sb;
+  q.workspace_bytes = p.workspace_bytes > lost + sb ? p.workspace_bytes - lost - sb : 0;
+  return {head.base, slices(q, per_thread)};
 }
 
 }  // namespace dwconv::cpu::simd
@@ -595,7 +620,7 @@ inline bool nhwc_scratch_fits(const NhwcGeom& g, int64_t n) {
 }
 inline size_t nhwc_workspace(const Params& p, const NhwcGeom& g) {
   const NhwcPlan pl = nhwc_max_plan(g, p.shape.n);
-  return nhwc_shared_bytes(pl) + workspace_for(size_t(pl.scratch_floats + pl.stage_floats) * 4, thread_count(p));
+  return shared_workspace(p, nhwc_shared_bytes(pl), size_t(pl.scratch_floats + pl.stage_floats) * 4);
 }
 struct NhwcCarve {
   NhwcPlan pl;  // balanced for `threads`
@@ -604,16 +629,11 @@ struct NhwcCarve {
 };
 inline NhwcCarve nhwc_carve(const Params& p, const NhwcGeom& g) {
   const NhwcPlan big = nhwc_max_plan(g, p.shape.n);
-  const size_t sb = nhwc_shared_bytes(big);
-  const Slices head = slices(p, kAlign);  // aligns the base
+  const SharedSlices sh = shared_slices(p, nhwc_shared_bytes(big), size_t(big.scratch_floats + big.stage_floats) * 4);
   NhwcCarve c;
-  c.wt = reinterpret_cast<float*>(head.base);
-  c.bias = reinterpret_cast<float*>(head.base + align_up(size_t(big.g.kh * big.g.kw * big.cp) * 4));
-  const size_t lost = size_t(head.base - static_cast<unsigned char*>(p.workspace));
-  Params q = p;
-  q.workspace = head.base + sb;
-  q.workspace_bytes = p.workspace_bytes > lost + sb ? p.workspace_bytes - lost - sb : 0;
-  const Slices ws = slices(q, size_t(big.scratch_floats + big.stage_floats) * 4);
+  c.wt = reinterpret_cast<float*>(sh.shared);
+  c.bias = reinterpret_cast<float*>(sh.shared + align_up(size_t(big.g.kh * big.g.kw * big.cp) * 4));
+  const Slices& ws = sh.ws;
   c.threads = ws.threads;
   c.scratch = reinterpret_cast<float*>(ws.base);
   c.pl = plan_nhwc(g, p.shape.n, ws.threads, true);
@@ -701,7 +721,7 @@ inline bool rowflat_fits(const NhwcGeom& g) {
          rowflat_entry_floats(g) * g.kh * g.kw <= kRowFlatMaxFloats;
 }
 inline size_t rowflat_workspace(const Params& p, const NhwcGeom& g) {
-  return rowflat_shared_bytes(g) + workspace_for(align_up(size_t(rowflat_thread_floats(g)) * 4), thread_count(p));
+  return shared_workspace(p, rowflat_shared_bytes(g), size_t(rowflat_thread_floats(g)) * 4);
 }
 
 }  // namespace dwconv::cpu::simd
