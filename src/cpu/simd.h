@@ -16,5 +16,6 @@ std::vector<Kernel> simd_fwd_nhwc_kernels();
 std::vector<Kernel> simd_dgrad_nhwc_kernels();
 std::vector<Kernel> simd_wgrad_nhwc_kernels();
 std::vector<Kernel> simd_nhwc_rowflat_kernels();
+std::vector<Kernel> simd_wgrad_nhwc_plane_kernels();
 
 }  // namespace dwconv::cpu

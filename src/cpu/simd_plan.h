@@ -161,12 +161,70 @@ inline WgradPlan plan_wgrad_nchw(const Shape& s) {
 
 inline size_t align_up(size_t b) { return (b + kAlign - 1) / kAlign * kAlign; }
 
-// NHWC grad-weight (simd_wgrad_nhwc.cpp):
+// NHWC grad-weight engines (simd_wgrad_nhwc.cpp, simd_wgrad_nhwc_plane.cpp):
 // fp32 sums run for about kWgFlushPx pixels before going to fp64, and
 // narrow kernels take several tap rows per group so that ni * kw
 // accumulators make >= 8 independent FMA chains.
 constexpr int64_t kWgFlushPx = 2048;
 constexpr int64_t wgrad_nhwc_ni(int64_t kw) { return kw == 1 ? 8 : kw == 2 ? 4 : kw == 3 ? 3 : kw <= 5 ? 2 : 1; }
+
+// cpu_wgrad_nhwc_plane: images one channel vector at a time. A task takes
+// kWgPlaneGroup channels of a chunk of the batch; per image and channel
+// vector, the x image is copied into a zero-padded plane (hp x wp pixels,
+// the padding written once per thread) that stays in L1 (small images) or
+// L2 while every tap group sums over it, and dy is read in place (fp32,
+// whole vectors) or from a plane of its own. The scratch engine instead copies
+// all channels of a run of rows (whole pixels) and sums per vector over
+// them: on 7x7 and 14x14 images at batch 1 that was one task for all
+// threads, and the copies (every x and dy vector stored to an L2-resident
+// scratch and read back) took 60 % of the time.
+struct WgradPlanePlan {
+  int64_t hp = 0, wp = 0;  // the padded x plane: rows and columns
+  int64_t groups = 0;      // channel groups of kWgPlaneGroup
+  int64_t chunks = 1;      // batch chunks per group (task = group x chunk)
+  int64_t kk = 0, ni = 1, nj = 1;
+  int64_t csw = 1, cdw = 1;  // column step per output pixel / per tap in the plane
+  // fp32 dy read in place (else copied to a plane per vector) where the
+  // tap groups pass over it at most twice: the pixels of one vector in
+  // place are C floats apart and share few L1 sets, so every pass reads
+  // them from L2 again (384 x 64x64 k9, 18 passes: 1.21x with the copy;
+  // k3, one pass: 0.89x with it, 14x14 k3 0.85x).
+  bool dy_in_place = true;
+  int64_t x_floats = 0, dy_floats = 0, acc_floats = 0;  // per thread, at kWgPlaneGroup lanes
+};
+constexpr int64_t kWgPlaneGroup = 16;  // channels per task: one AVX-512 vector, 2 of AVX2
+// x plane pixels at most: 512 KiB at 16 lanes, half of a 1 MiB L2 (Zen 4,
+// batch 1, 2 threads, against the scratch engine: 7x7-28x28 images
+// 1.2-2.6x, 56x56 1.3-1.4x, 64x64 k31 and 112x112 (832 KiB planes)
+// 1.0-1.1x).
+constexpr int64_t kWgPlanePx = 8192;
+// Tasks the batch is chunked for, at least (a shape-only count).
+constexpr int64_t kWgPlaneTasks = 16;
+inline WgradPlanePlan plan_wgrad_plane(const Shape& s) {
+  WgradPlanePlan t;
+  const int64_t OH = s.out_h(), OW = s.out_w();
+  t.hp = (OH - 1) * s.stride_h + (s.kh - 1) * s.dil_h + 1;
+  t.wp = (OW - 1) * s.stride_w + (s.kw - 1) * s.dil_w + 1;
+  t.groups = ceil_div(s.c, kWgPlaneGroup);
+  t.chunks = std::max<int64_t>(1, std::min(s.n, ceil_div(kWgPlaneTasks, t.groups)));
+  t.kk = s.kh * s.kw;
+  t.csw = s.stride_w, t.cdw = s.dil_w;
+  const bool regs = t.cdw == 1 && (t.csw == 1 || t.csw == 2);  // the register form (WgGroup)
+  t.ni = regs ? std::min(wgrad_nhwc_ni(s.kw), s.kh) : 1;
+  t.nj = ceil_div(s.kw, 8);
+  t.dy_in_place = ceil_div(s.kh, t.ni) * t.nj <= 2;
+  t.x_floats = t.hp * t.wp * kWgPlaneGroup;
+  t.dy_floats = OH * OW * kWgPlaneGroup;
+  t.acc_floats = t.kk * kWgPlaneGroup;
+  return t;
+}
+// The plane engine runs one task per 16 channels (and batch chunk), so
+// one group of few channels at batch 1 is one thread's work: 12 x 56x56
+// k3 0.70x of the scratch engine, which splits the rows.
+inline bool wgrad_plane_fits(const Shape& s) {
+  const WgradPlanePlan t = plan_wgrad_plane(s);
+  return t.hp * t.wp <= kWgPlanePx && t.groups * t.chunks >= 2;
+}
 
 // NCHW forward as dot products along the kernel row (simd_fwd_nchw_dot.cpp):
 // the zero-padded fp32 plane of one input channel, pitch wpad (plane column

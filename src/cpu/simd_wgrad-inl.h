@@ -1,7 +1,8 @@
-// Per-target compute of the NHWC grad-weight engine (cpu_wgrad_nhwc_vec,
-// cpu_wgrad_nchw_blocked in simd_wgrad_nhwc.cpp): the copy of a source row
-// into a channel vector's scratch plane, and the register-blocked sums of
-// one channel vector over the rows of a run (WgRun).
+// Per-target compute of the NHWC grad-weight engines (cpu_wgrad_nhwc_vec,
+// cpu_wgrad_nchw_blocked in simd_wgrad_nhwc.cpp; cpu_wgrad_nhwc_plane in
+// simd_wgrad_nhwc_plane.cpp): the copy of a source row into a channel
+// vector's scratch plane, and the register-blocked sums of one channel
+// vector over the rows of a run (WgRun), which both engines fill.
 #if defined(DWCONV_CPU_WGRAD_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef DWCONV_CPU_WGRAD_INL_H_
 #undef DWCONV_CPU_WGRAD_INL_H_
@@ -93,6 +94,13 @@ HWY_INLINE void WgZeroPixels(int64_t nv, int64_t n, float* HWY_RESTRICT o, int64
     for (int64_t x = 0; x < n; ++x) hn::Store(hn::Zero(d), d, o + v * vplane + x * L);
 }
 
+// Lines fetched while the rows of a run compute, a share per row: n
+// lines, `step` bytes apart.
+struct WgPrefetch {
+  const char* base = nullptr;
+  int64_t n = 0, step = 0;
+};
+
 // The rows of one run for one channel vector, as the compute sees them.
 struct WgRun {
   const float* dy;      // dy plane: output row r at dy + r * dpitch
@@ -105,7 +113,15 @@ struct WgRun {
   int64_t csw, cdw;  // runtime column steps (generic form)
   float* fa;         // fp32 accumulator of tap (i0, j0), channel vector v
   int64_t fa_i, fa_j;
+  WgPrefetch pf[2];  // the plane engine: the next channel vector's x and dy pixels
 };
+HWY_INLINE void WgPrefetchRow(const WgRun& a, int64_t r) {
+  for (const WgPrefetch& f : a.pf) {
+    if (f.base == nullptr) continue;
+    const int64_t hi = (r + 1) * f.n / a.nr;
+    for (int64_t e = r * f.n / a.nr; e < hi; ++e) __builtin_prefetch(f.base + e * f.step, 0, 3);
+  }
+}
 
 // x vector X of a register block (offset X from the block's first slot
 // column, tap row II of the group) feeds tap J of pixel (X - J) / SW where
@@ -200,6 +216,7 @@ void WgGroup(const WgRun& a, int64_t i0) {
         std::make_integer_sequence<int, NI * JN>());
   const int64_t nblk = a.bw / R, ds = a.dstep;
   for (int64_t r = 0; r < a.nr; ++r) {
+    WgPrefetchRow(a, r);
     if (a.ihi[r] <= i0 || a.ilo[r] >= i0 + NI) continue;
     const float* xr[NI];
     for (int ii = 0; ii < NI; ++ii) xr[ii] = a.x + a.xoff[r * a.kh + i0 + ii];
@@ -232,6 +249,7 @@ void WgGroupAny(const WgRun& a, int64_t i0) {
   WgFor([&](auto k) { acc[k] = hn::Load(d, a.fa + k * a.fa_j); }, std::make_integer_sequence<int, JN>());
   const int64_t ps = a.csw * L, ts = a.cdw * L, nblk = a.bw / R, ds = a.dstep;
   for (int64_t r = 0; r < a.nr; ++r) {
+    WgPrefetchRow(a, r);
     if (a.ihi[r] <= i0 || a.ilo[r] > i0) continue;
     const float* HWY_RESTRICT xr = a.x + a.xoff[r * a.kh + i0];
     const float* HWY_RESTRICT dyr = a.dy + r * a.dpitch;

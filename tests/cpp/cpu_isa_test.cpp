@@ -174,6 +174,15 @@ std::vector<Shape> isa_shapes() {
   Shape pairs_dil = conv2d_shape(2, 96, 9, 13, 3, 3, 1, 0);
   pairs_dil.dil_h = 2, pairs_dil.pad_top = 3, pairs_dil.pad_bottom = 1, pairs_dil.pad_left = 2, pairs_dil.pad_right = 1;
   v.push_back(pairs_dil);
+  // Grad-weight plane engine (cpu_plan_test pins its plan): groups of 16 +
+  // 4 channels (the last vector's dy from a plane, not in place), batch
+  // chunks, stride 2 with asymmetric padding, a kernel wider than 8 taps
+  // (two tap chunks), a dilation (the generic form), bf16 through the dy
+  // plane, a 1D row.
+  v.push_back(padded_shape(conv2d_shape(5, 20, 9, 11, 3, 5, 2, 0), 1, 0, 2, 1));
+  v.push_back(conv2d_shape(2, 40, 7, 7, 11, 11, 1, 5));
+  v.push_back(conv2d_shape(1, 36, 10, 9, 3, 3, 1, 1, 2));
+  v.push_back(conv1d_shape(2, 24, 90, 9, 1, 4));
   return v;
 }
 
@@ -213,7 +222,7 @@ TEST_P(CpuIsa, SimdVariantsOnIsaShapes) {
   for (size_t i = 0; i < shapes.size(); ++i) check_simd_variants(GetParam(), shapes[i], 100 + i, runs);
   for (const char* name : {"cpu_fwd_nchw_vec", "cpu_fwd_nchw_blocked", "cpu_dgrad_nchw_vec", "cpu_dgrad_nchw_blocked",
                            "cpu_wgrad_nchw_vec", "cpu_wgrad_nchw_blocked", "cpu_fwd_nhwc_vec", "cpu_dgrad_nhwc_vec",
-                           "cpu_wgrad_nhwc_vec"})
+                           "cpu_wgrad_nhwc_vec", "cpu_wgrad_nhwc_plane"})
     EXPECT_GT(runs[name], 5) << name;
 }
 
@@ -282,7 +291,15 @@ TEST(CpuIsaDispatch, SimdChosenWhereItApplies) {
     p.layout = Layout::nhwc;
     EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nhwc_vec");
     EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nhwc_vec");
-    EXPECT_EQ(selected_kernel(Direction::grad_weight, p), "cpu_wgrad_nhwc_vec");
+    EXPECT_EQ(selected_kernel(Direction::grad_weight, p), "cpu_wgrad_nhwc_plane");
+    // NHWC grad-weight: the scratch engine for planes past half of L2 and
+    // for one group of few channels at batch 1.
+    for (const Shape& s : {conv2d_shape(1, 32, 112, 112, 3, 3, 1, 1), conv2d_shape(1, 12, 56, 56, 3, 3, 1, 1)}) {
+      Params q = p;
+      q.shape = s;
+      EXPECT_EQ(selected_kernel(Direction::grad_weight, q), "cpu_wgrad_nhwc_vec") << s.str();
+    }
+    p.shape = conv2d_shape(2, 32, 28, 28, 3, 3, 1, 1);
   }
   // NHWC with few channels or a kx1 kernel: the row-flat engine (stride 1
   // along W); at stride 2 along W, and with 48 channels on a 3x3, the core.
@@ -350,7 +367,7 @@ TEST(CpuIsaDispatch, GradWeightBitwiseIndependentOfThreads) {
       EXPECT_EQ(0, std::memcmp(results[0].data(), results[2].data(), results[0].size() * 4));
       ++variants;
     }
-    EXPECT_GE(variants, layout == Layout::nchw ? 3 : 2);  // generic + vec (+ blocked for NCHW)
+    EXPECT_GE(variants, 3);  // generic + vec + blocked (NCHW) or plane (NHWC)
   }
 }
 

@@ -363,5 +363,37 @@ TEST(CpuRowFlatPlan, InteriorIsWhereEveryLoadStaysInTheRow) {
   EXPECT_EQ(tall.v_hi, 10);  // a whole load of the last would pass the row's end
 }
 
+// The grad-weight plane engine (cpu_wgrad_nhwc_plane): the padded plane,
+// the batch chunks (shape-only, so results do not depend on the thread
+// count) and which shapes it takes: the plane shapes of cpu_isa_test, and
+// not one group of few channels at batch 1 or a plane past half of L2.
+TEST(CpuWgradPlanePlan, PlaneChunksAndScope) {
+  const cpu::simd::WgradPlanePlan a = cpu::simd::plan_wgrad_plane(conv2d_shape(1, 384, 14, 14, 3, 3, 1, 1));
+  EXPECT_EQ(a.hp, 16);
+  EXPECT_EQ(a.wp, 16);
+  EXPECT_EQ(a.groups, 24);
+  EXPECT_EQ(a.chunks, 1);
+  EXPECT_EQ(a.ni, 3);
+  EXPECT_TRUE(a.dy_in_place);  // one pass of 3 tap rows
+  Shape s2 = padded(conv2d_shape(5, 20, 9, 11, 3, 5, 2, 0), 1, 0, 2, 1);
+  const cpu::simd::WgradPlanePlan b = cpu::simd::plan_wgrad_plane(s2);
+  EXPECT_EQ(b.hp, 9);   // outputs 4 rows at stride 2: rows 0 .. 3*2 + 2
+  EXPECT_EQ(b.wp, 13);  // 5 columns: 4*2 + 4 + 1
+  EXPECT_EQ(b.groups, 2);
+  EXPECT_EQ(b.chunks, 5);  // 16 tasks wanted, 5 images
+  EXPECT_EQ(b.csw, 2);
+  EXPECT_TRUE(b.dy_in_place);  // 3 tap rows in groups of 2: two passes
+  const cpu::simd::WgradPlanePlan c = cpu::simd::plan_wgrad_plane(conv2d_shape(1, 16, 20, 20, 3, 3, 1, 0, 3));
+  EXPECT_EQ(c.ni, 1);  // dilation 3: the generic form, one tap row
+  EXPECT_FALSE(c.dy_in_place);  // three passes: dy copied
+  EXPECT_EQ(c.hp, 20);
+  const Shape takes[] = {conv2d_shape(1, 384, 14, 14, 3, 3, 1, 1), conv2d_shape(1, 24, 28, 28, 3, 3, 1, 1),
+                         conv2d_shape(2, 16, 9, 9, 3, 3, 1, 1), s2, conv1d_shape(1, 32, 2000, 31, 1, 15)};
+  for (const Shape& s : takes) EXPECT_TRUE(cpu::simd::wgrad_plane_fits(s)) << s.str();
+  const Shape keeps[] = {conv2d_shape(1, 12, 56, 56, 3, 3, 1, 1), conv2d_shape(1, 16, 14, 14, 3, 3, 1, 1),
+                         conv2d_shape(1, 32, 112, 112, 3, 3, 1, 1), conv1d_shape(1, 32, 9000, 4, 1, 3)};
+  for (const Shape& s : keeps) EXPECT_FALSE(cpu::simd::wgrad_plane_fits(s)) << s.str();
+}
+
 }  // namespace
 }  // namespace dwconv
