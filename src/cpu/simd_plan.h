@@ -167,6 +167,15 @@ inline size_t align_up(size_t b) { return (b + kAlign - 1) / kAlign * kAlign; }
 // accumulators make >= 8 independent FMA chains.
 constexpr int64_t kWgFlushPx = 2048;
 constexpr int64_t wgrad_nhwc_ni(int64_t kw) { return kw == 1 ? 8 : kw == 2 ? 4 : kw == 3 ? 3 : kw <= 5 ? 2 : 1; }
+// Output pixels [lo, hi) of a row of bw starting at input column ix0 for
+// which some tap of columns [j0, j1) reads inside the image (0 .. w - 1):
+// the others read only padding and are skipped.
+inline void wgrad_chunk_pixels(const Shape& s, int64_t ix0, int64_t bw, int64_t j0, int64_t j1, int64_t* lo,
+                               int64_t* hi) {
+  *lo = std::max<int64_t>(0, ceil_div(std::max<int64_t>(0, -ix0 - (j1 - 1) * s.dil_w), s.stride_w));
+  const int64_t right = s.w - 1 - ix0 - j0 * s.dil_w;
+  *hi = right < 0 ? 0 : std::min(bw, right / s.stride_w + 1);
+}
 
 // cpu_wgrad_nhwc_plane: images one channel vector at a time. A task takes
 // kWgPlaneGroup channels of a chunk of the batch; per image and channel

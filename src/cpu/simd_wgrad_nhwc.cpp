@@ -224,12 +224,7 @@ void WgradNhwcTyped(const Params& p, const simd::Slices& ws, double* partial, co
   const DF d;
   const int64_t L = int64_t(hn::Lanes(d));
   const int64_t ni = t.ni;
-  // Tap columns in nj balanced chunks [q*kw/nj, (q+1)*kw/nj) of jmin or
-  // jmin + 1 taps (at most 8).
-  const int64_t jmin = kw / t.nj;
-  WgFn fns[2][8];  // [taps - jmin][rows in group - 1]
-  for (int64_t e = 0; e < 2; ++e)
-    for (int64_t g = 1; g <= ni; ++g) fns[e][g - 1] = jmin + e <= 8 ? WgPick(g, jmin + e, t.csw, t.cdw) : nullptr;
+  const WgFns fns(ni, kw, t.nj, t.csw, t.cdw);
   parallel_region(ws.threads, [&] {
     float* xs = reinterpret_cast<float*>(ws.get(omp_get_thread_num()));
     float* ds = xs + t.x_floats;
@@ -331,10 +326,7 @@ void WgradNhwcTyped(const Params& p, const simd::Slices& ws, double* partial, co
         // Pixels whose taps of a chunk all fall in the zero padding are
         // skipped (a 29x29 kernel on a 28-wide image: 15% of the work).
         for (int64_t q = 0; q < t.nj; ++q) {
-          const int64_t j0 = q * kw / t.nj, j1 = (q + 1) * kw / t.nj;
-          plo[q] = std::max<int64_t>(0, simd::ceil_div(std::max<int64_t>(0, -ix0 - (j1 - 1) * s.dil_w), s.stride_w));
-          const int64_t right = W - 1 - ix0 - j0 * s.dil_w;
-          phi[q] = right < 0 ? 0 : std::min(bw, right / s.stride_w + 1);
+          simd::wgrad_chunk_pixels(s, ix0, bw, q * kw / t.nj, (q + 1) * kw / t.nj, &plo[q], &phi[q]);
         }
         for (int64_t v = 0; v < nv; ++v) {
           WgRun a;
@@ -352,7 +344,7 @@ void WgradNhwcTyped(const Params& p, const simd::Slices& ws, double* partial, co
               a.dy = ds + v * dplane + plo[q] * L;
               a.x = xs + v * xplane + (j0 * t.cdw + plo[q] * t.csw) * L;
               a.fa = facc + (i0 * kw + j0) * t.cbp + v * L;
-              fns[jn - jmin][g - 1](a, i0);
+              fns.get(jn, g)(a, i0);
             }
           }
         }

@@ -59,34 +59,46 @@ void WgradPlaneTyped(const Params& p, const simd::Slices& ws, double* partial, c
   const DF d;
   const int64_t L = int64_t(hn::Lanes(d));
   const int64_t tasks = t.groups * t.chunks, ni = t.ni;
-  // The workspace holds planes of kWgPlaneGroup lanes (a group is one
-  // vector at most).
-  if (L > G) throw BackendError("dwconv: cpu_wgrad_nhwc_plane has planes of 16 lanes, the target " + std::to_string(L));
-  // Input rows and columns that land in the plane (a padding larger than
-  // the kernel's reach leaves some outside it).
-  const int64_t iy0 = std::max<int64_t>(0, -pt), iy1 = std::min(H, hp - pt);
-  const int64_t ix0 = std::max<int64_t>(0, -pl), ix1 = std::min(W, wp - pl);
-  const WgSrc<T> src{C, 1, x + s.n * H * W * C};
-  const int64_t jmin = kw / t.nj;
-  WgFn fns[2][8];  // [taps - jmin][rows in group - 1], as in the scratch engine
-  for (int64_t e = 0; e < 2; ++e)
-    for (int64_t g = 1; g <= ni; ++g) fns[e][g - 1] = jmin + e <= 8 ? WgPick(g, jmin + e, t.csw, t.cdw) : nullptr;
+  // The workspace holds planes and accumulators of G lanes: whole vectors.
+  if (G % L != 0) throw BackendError("dwconv: cpu_wgrad_nhwc_plane needs 16 lanes a multiple of " + std::to_string(L));
+  // Input rows and columns in the plane: padding never exceeds the
+  // kernel's reach (simd_geometry), so they start at 0; a stride can leave
+  // the last ones unread.
+  const int64_t h_in = std::min(H, hp - pt), w_in = std::min(W, wp - pl);
+  const WgSrc<T> xsrc{C, 1, x + s.n * H * W * C}, dsrc{C, 1, dy + s.n * OH * OW * C};
+  const WgFns fns(ni, kw, t.nj, t.csw, t.cdw);
+  // Accumulation bands: fp32 sums run over at most kWgFlushPx pixels (a
+  // band of rows, or of columns of a long row) before going to fp64.
+  const int64_t band_w = std::min(OW, simd::kWgFlushPx);
+  const int64_t band_h = std::max<int64_t>(1, std::min(OH, simd::kWgFlushPx / band_w));
+  // dw of a group's channels: its chunks' partials ([chunk][tap][16]
+  // doubles) summed in chunk order, whatever thread ran them.
+  auto write_group = [&](int64_t grp) {
+    const int64_t c0 = grp * G, nc = std::min(G, C - c0);
+    const double* pg = partial + grp * t.chunks * KK * G;
+    for (int64_t cc = 0; cc < nc; ++cc)
+      for (int64_t e = 0; e < KK; ++e) {
+        double sum = pg[e * G + cc];
+        for (int64_t k = 1; k < t.chunks; ++k) sum += pg[(k * KK + e) * G + cc];
+        FromF(float(sum), dw + (c0 + cc) * KK + e);
+      }
+  };
   parallel_region(ws.threads, [&] {
     unsigned char* base = ws.get(omp_get_thread_num());
     float* xs = reinterpret_cast<float*>(base);
-    float* ds = xs + t.x_floats;
-    float* facc = ds + t.dy_floats;
+    float* dys = xs + t.x_floats;  // dy plane where dy is not read in place
+    float* facc = dys + t.dy_floats;
     int64_t* xoff = reinterpret_cast<int64_t*>(base + simd::align_up(size_t(t.x_floats + t.dy_floats + t.acc_floats) * 4));
     int64_t* ilo = xoff + OH * kh;  // [OH]: tap rows [ilo, ihi) of output row r are inside the image
     int64_t* ihi = ilo + OH;
     int64_t* plo = ihi + OH;  // [nj]: pixels [plo, phi) see columns of tap chunk q
     int64_t* phi = plo + t.nj;
     // The padding of the plane: the copies write only the interior.
-    const int64_t r0 = iy0 + pt, r1 = iy1 + pt, q0 = ix0 + pl, q1 = ix1 + pl;
-    std::fill_n(xs, r0 * wp * L, 0.0f);
+    const int64_t r1 = pt + h_in, q1 = pl + w_in;
+    std::fill_n(xs, pt * wp * L, 0.0f);
     std::fill_n(xs + r1 * wp * L, (hp - r1) * wp * L, 0.0f);
-    for (int64_t r = r0; r < r1; ++r) {
-      std::fill_n(xs + r * wp * L, q0 * L, 0.0f);
+    for (int64_t r = pt; r < r1; ++r) {
+      std::fill_n(xs + r * wp * L, pl * L, 0.0f);
       std::fill_n(xs + (r * wp + q1) * L, (wp - q1) * L, 0.0f);
     }
     for (int64_t r = 0; r < OH; ++r) {
@@ -95,13 +107,7 @@ void WgradPlaneTyped(const Params& p, const simd::Slices& ws, double* partial, c
       ihi[r] = ty >= H ? 0 : std::min(kh, floor_div(H - 1 - ty, s.dil_h) + 1);
       for (int64_t i = 0; i < kh; ++i) xoff[r * kh + i] = (r * s.stride_h + i * s.dil_h) * wp * L;
     }
-    // Pixels whose taps of a chunk all fall in the padding are skipped.
-    for (int64_t q = 0; q < t.nj; ++q) {
-      const int64_t j0 = q * kw / t.nj, j1 = (q + 1) * kw / t.nj;
-      plo[q] = std::max<int64_t>(0, simd::ceil_div(std::max<int64_t>(0, pl - (j1 - 1) * s.dil_w), s.stride_w));
-      const int64_t right = W - 1 + pl - j0 * s.dil_w;
-      phi[q] = right < 0 ? 0 : std::min(OW, right / s.stride_w + 1);
-    }
+    for (int64_t q = 0; q < t.nj; ++q) simd::wgrad_chunk_pixels(s, -pl, OW, q * kw / t.nj, (q + 1) * kw / t.nj, &plo[q], &phi[q]);
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t grp = task / t.chunks, k = task % t.chunks;
@@ -110,22 +116,25 @@ void WgradPlaneTyped(const Params& p, const simd::Slices& ws, double* partial, c
       double* dacc = partial + task * KK * G;
       std::fill_n(dacc, KK * G, 0.0);
       std::fill_n(facc, KK * G, 0.0f);
-      int64_t pending = 0;  // pixels summed in facc since the last flush
-      auto flush = [&] {
+      // Channel vector v's fp32 sums into fp64.
+      auto flush = [&](int64_t v) {
         const hn::ScalableTag<double> dd;
         const hn::Rebind<float, decltype(dd)> dh2;
         const int64_t Ld = int64_t(hn::Lanes(dd));
-        for (int64_t e = 0; e < KK * G; e += Ld)
-          hn::Store(hn::Add(hn::Load(dd, dacc + e), hn::PromoteTo(dd, hn::Load(dh2, facc + e))), dd, dacc + e);
-        std::fill_n(facc, KK * G, 0.0f);
-        pending = 0;
+        for (int64_t e = 0; e < KK; ++e)
+          for (int64_t l = 0; l < L; l += Ld) {
+            const int64_t o = e * G + v * L + l;
+            hn::Store(hn::Add(hn::Load(dd, dacc + o), hn::PromoteTo(dd, hn::Load(dh2, facc + o))), dd, dacc + o);
+          }
+        for (int64_t e = 0; e < KK; ++e) std::fill_n(facc + e * G + v * L, L, 0.0f);
       };
+      int64_t pending[simd::kWgPlaneGroup] = {};  // per vector: pixels summed in fp32 since its last flush
       for (int64_t n = n0; n < n1; ++n) {
         for (int64_t v = 0; v < nv; ++v) {
           const int64_t cv = c0 + v * L, ncv = std::min(L, C - cv);
           const T* xn = x + n * H * W * C + cv;
-          for (int64_t iy = iy0; iy < iy1; ++iy)
-            WgCopyPixels(xn + (iy * W + ix0) * C, src, ncv, ix1 - ix0, xs + ((iy + pt) * wp + ix0 + pl) * L, 0);
+          for (int64_t iy = 0; iy < h_in; ++iy)
+            WgCopyPixels(xn + iy * W * C, xsrc, ncv, w_in, xs + ((iy + pt) * wp + pl) * L, 0);
           // dy in place where a whole vector of fp32 is there to load and
           // the tap groups pass over it at most twice (dy_in_place); else
           // (bf16, the last vector of a partial group, many passes) a copy.
@@ -136,55 +145,55 @@ void WgradPlaneTyped(const Params& p, const simd::Slices& ws, double* partial, c
             if (in_place) a.dy = dyn, a.dstep = C, a.dpitch = OW * C;
           }
           if (!in_place) {
-            for (int64_t oy = 0; oy < OH; ++oy) WgCopyPixels(dyn + oy * OW * C, src, ncv, OW, ds + oy * OW * L, 0);
-            a.dy = ds, a.dstep = L, a.dpitch = OW * L;
+            for (int64_t oy = 0; oy < OH; ++oy) WgCopyPixels(dyn + oy * OW * C, dsrc, ncv, OW, dys + oy * OW * L, 0);
+            a.dy = dys, a.dstep = L, a.dpitch = OW * L;
           }
-          a.xoff = xoff, a.ilo = ilo, a.ihi = ihi;
-          a.nr = OH, a.kh = kh;
+          a.kh = kh;
           a.csw = t.csw, a.cdw = t.cdw;
           a.fa_i = kw * G, a.fa_j = G;
           const float* dy0 = a.dy;
           // The next vector's x and dy pixels (one line each, C apart) are
-          // fetched a share per row while the first tap group runs: a
-          // column walk that waits for every line (the copy) reads DRAM at
-          // about half the rate of a contiguous one on Zen 4.
+          // fetched into L2 a share per row while the first tap group
+          // runs: a column walk that waits for every line (the copy) reads
+          // DRAM at about half the rate of a contiguous one on Zen 4.
           int64_t n_next = n, c_next = cv + L;  // the next unit: this task's, else the next task's first
           if (v + 1 == nv) n_next = n + 1, c_next = c0;
           if (n_next == n1 && task + 1 < tasks)
             n_next = ((task + 1) % t.chunks) * s.n / t.chunks, c_next = ((task + 1) / t.chunks) * G;
-          WgPrefetch pf_x, pf_dy;
           if (n_next < n1 || task + 1 < tasks) {
-            pf_x = {reinterpret_cast<const char*>(x + n_next * H * W * C + c_next), H * W, C * int64_t(sizeof(T))};
-            pf_dy = {reinterpret_cast<const char*>(dy + n_next * OH * OW * C + c_next), OH * OW, C * int64_t(sizeof(T))};
+            a.pf[0] = {reinterpret_cast<const char*>(x + n_next * H * W * C + c_next), H * W, C * int64_t(sizeof(T))};
+            a.pf[1] = {reinterpret_cast<const char*>(dy + n_next * OH * OW * C + c_next), OH * OW, C * int64_t(sizeof(T))};
           }
-          a.pf[0] = pf_x, a.pf[1] = pf_dy;
-          for (int64_t i0 = 0; i0 < kh; i0 += ni) {
-            const int64_t g = std::min(ni, kh - i0);
-            for (int64_t q = 0; q < t.nj; ++q) {
-              const int64_t j0 = q * kw / t.nj, jn = (q + 1) * kw / t.nj - j0;
-              if (phi[q] <= plo[q]) continue;
-              a.bw = phi[q] - plo[q];
-              a.dy = dy0 + plo[q] * a.dstep;
-              a.x = xs + (j0 * t.cdw + plo[q] * t.csw) * L;
-              a.fa = facc + (i0 * kw + j0) * G + v * L;
-              fns[jn - jmin][g - 1](a, i0);
-              a.pf[0] = a.pf[1] = WgPrefetch{};  // once per unit
+          for (int64_t r0 = 0; r0 < OH; r0 += band_h)
+            for (int64_t x0 = 0; x0 < OW; x0 += band_w) {
+              const int64_t nr = std::min(band_h, OH - r0), x1 = std::min(OW, x0 + band_w);
+              a.nr = nr, a.xoff = xoff + r0 * kh, a.ilo = ilo + r0, a.ihi = ihi + r0;
+              for (int64_t i0 = 0; i0 < kh; i0 += ni) {
+                const int64_t g = std::min(ni, kh - i0);
+                for (int64_t q = 0; q < t.nj; ++q) {
+                  const int64_t j0 = q * kw / t.nj, jn = (q + 1) * kw / t.nj - j0;
+                  const int64_t lo = std::max(plo[q], x0), hi = std::min(phi[q], x1);
+                  if (hi <= lo) continue;
+                  a.bw = hi - lo;
+                  a.dy = dy0 + r0 * a.dpitch + lo * a.dstep;
+                  a.x = xs + (j0 * t.cdw + lo * t.csw) * L;
+                  a.fa = facc + (i0 * kw + j0) * G + v * L;
+                  fns.get(jn, g)(a, i0);
+                  a.pf[0] = a.pf[1] = WgPrefetch{};  // once per unit
+                }
+              }
+              pending[v] += nr * (x1 - x0);
+              if (pending[v] >= simd::kWgFlushPx) flush(v), pending[v] = 0;
             }
-          }
         }
-        pending += OH * OW;
-        if (pending >= simd::kWgFlushPx) flush();
       }
-      if (pending > 0) flush();
+      for (int64_t v = 0; v < nv; ++v)
+        if (pending[v] > 0) flush(v);
+      if (t.chunks == 1) write_group(grp);  // the group's only partial, still in L1
     }
+    if (t.chunks > 1) {
 #pragma omp for schedule(static) nowait
-    for (int64_t c = 0; c < C; ++c) {
-      const int64_t grp = c / G, cc = c % G;
-      for (int64_t e = 0; e < KK; ++e) {
-        double sum = 0;
-        for (int64_t k = 0; k < t.chunks; ++k) sum += partial[((grp * t.chunks + k) * KK + e) * G + cc];
-        FromF(float(sum), dw + c * KK + e);
-      }
+      for (int64_t grp = 0; grp < t.groups; ++grp) write_group(grp);
     }
   });
 }

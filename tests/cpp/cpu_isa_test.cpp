@@ -183,6 +183,10 @@ std::vector<Shape> isa_shapes() {
   v.push_back(conv2d_shape(2, 40, 7, 7, 11, 11, 1, 5));
   v.push_back(conv2d_shape(1, 36, 10, 9, 3, 3, 1, 1, 2));
   v.push_back(conv1d_shape(2, 24, 90, 9, 1, 4));
+  v.push_back(conv1d_shape(1, 32, 90, 9, 2, 4));  // dy in place at stride 2, two tap chunks
+  // A 1D row longer than the fp32 band (kWgFlushPx = 2048 pixels): the
+  // sums go to fp64 per band of columns.
+  v.push_back(conv1d_shape(1, 32, 4500, 3, 1, 1));
   return v;
 }
 
@@ -299,7 +303,6 @@ TEST(CpuIsaDispatch, SimdChosenWhereItApplies) {
       q.shape = s;
       EXPECT_EQ(selected_kernel(Direction::grad_weight, q), "cpu_wgrad_nhwc_vec") << s.str();
     }
-    p.shape = conv2d_shape(2, 32, 28, 28, 3, 3, 1, 1);
   }
   // NHWC with few channels or a kx1 kernel: the row-flat engine (stride 1
   // along W); at stride 2 along W, and with 48 channels on a 3x3, the core.
