@@ -101,6 +101,7 @@ HWY_INLINE void WgZeroPixels(int64_t nv, int64_t n, float* HWY_RESTRICT o, int64
 struct WgPrefetch {
   const char* base = nullptr;
   int64_t n = 0, step = 0;
+  int64_t r0 = 0, rows = 1;  // the run's rows are rows [r0, r0 + nr) of `rows` the lines are spread over
 };
 
 // The rows of one run for one channel vector, as the compute sees them.
@@ -120,8 +121,8 @@ struct WgRun {
 HWY_INLINE void WgPrefetchRow(const WgRun& a, int64_t r) {
   for (const WgPrefetch& f : a.pf) {
     if (f.base == nullptr) continue;
-    const int64_t hi = (r + 1) * f.n / a.nr;
-    for (int64_t e = r * f.n / a.nr; e < hi; ++e) __builtin_prefetch(f.base + e * f.step, 0, 2);
+    const int64_t hi = (f.r0 + r + 1) * f.n / f.rows;
+    for (int64_t e = (f.r0 + r) * f.n / f.rows; e < hi; ++e) __builtin_prefetch(f.base + e * f.step, 0, 2);
   }
 }
 

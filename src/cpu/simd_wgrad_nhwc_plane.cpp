@@ -5,9 +5,10 @@
 // (its padding is written once per thread, as only the interior is ever
 // copied), dy is read in place (fp32 whole vectors; else from a plane of
 // its own), and the register-blocked sums of simd_wgrad-inl.h run over the
-// whole image with the accumulators in registers, while the next vector's
-// x and dy lines are prefetched a share per row. Sums run in fp32 over about
-// kWgFlushPx pixels, then in fp64 per task; task partials are reduced in
+// image in bands of at most kWgFlushPx pixels with the accumulators in
+// registers, while the next vector's x and dy lines are prefetched into L2
+// a share per row. Sums run in fp32 over at most kWgFlushPx pixels, then
+// in fp64 per task; task partials are reduced in
 // chunk order and the chunks depend on the shape only, so the result is
 // bitwise the same for any thread count. fp32 and bf16 storage.
 #undef HWY_TARGET_INCLUDE
@@ -67,8 +68,9 @@ void WgradPlaneTyped(const Params& p, const simd::Slices& ws, double* partial, c
   const int64_t h_in = std::min(H, hp - pt), w_in = std::min(W, wp - pl);
   const WgSrc<T> xsrc{C, 1, x + s.n * H * W * C}, dsrc{C, 1, dy + s.n * OH * OW * C};
   const WgFns fns(ni, kw, t.nj, t.csw, t.cdw);
-  // Accumulation bands: fp32 sums run over at most kWgFlushPx pixels (a
-  // band of rows, or of columns of a long row) before going to fp64.
+  // Accumulation bands of at most kWgFlushPx pixels (rows, or columns of a
+  // long row); a vector's fp32 sums go to fp64 before a band would take
+  // them past kWgFlushPx.
   const int64_t band_w = std::min(OW, simd::kWgFlushPx);
   const int64_t band_h = std::max<int64_t>(1, std::min(OH, simd::kWgFlushPx / band_w));
   // dw of a group's channels: its chunks' partials ([chunk][tap][16]
@@ -153,21 +155,29 @@ void WgradPlaneTyped(const Params& p, const simd::Slices& ws, double* partial, c
           a.fa_i = kw * G, a.fa_j = G;
           const float* dy0 = a.dy;
           // The next vector's x and dy pixels (one line each, C apart) are
-          // fetched into L2 a share per row while the first tap group
-          // runs: a column walk that waits for every line (the copy) reads
-          // DRAM at about half the rate of a contiguous one on Zen 4.
+          // fetched into L2 a share per row while the first tap group of
+          // each row band runs: a column walk that waits for every line
+          // (the copy) reads DRAM at about half the rate of a contiguous
+          // one on Zen 4.
           int64_t n_next = n, c_next = cv + L;  // the next unit: this task's, else the next task's first
           if (v + 1 == nv) n_next = n + 1, c_next = c0;
           if (n_next == n1 && task + 1 < tasks)
             n_next = ((task + 1) % t.chunks) * s.n / t.chunks, c_next = ((task + 1) / t.chunks) * G;
+          WgPrefetch pf_x, pf_dy;  // spread over all OH rows: a share per row of each band's first call
           if (n_next < n1 || task + 1 < tasks) {
-            a.pf[0] = {reinterpret_cast<const char*>(x + n_next * H * W * C + c_next), H * W, C * int64_t(sizeof(T))};
-            a.pf[1] = {reinterpret_cast<const char*>(dy + n_next * OH * OW * C + c_next), OH * OW, C * int64_t(sizeof(T))};
+            pf_x = {reinterpret_cast<const char*>(x + n_next * H * W * C + c_next), H * W, C * int64_t(sizeof(T)), 0, OH};
+            pf_dy = {reinterpret_cast<const char*>(dy + n_next * OH * OW * C + c_next), OH * OW, C * int64_t(sizeof(T)), 0,
+                     OH};
           }
           for (int64_t r0 = 0; r0 < OH; r0 += band_h)
             for (int64_t x0 = 0; x0 < OW; x0 += band_w) {
-              const int64_t nr = std::min(band_h, OH - r0), x1 = std::min(OW, x0 + band_w);
+              const int64_t nr = std::min(band_h, OH - r0), x1 = std::min(OW, x0 + band_w), px = nr * (x1 - x0);
+              if (pending[v] > 0 && pending[v] + px > simd::kWgFlushPx) flush(v), pending[v] = 0;
               a.nr = nr, a.xoff = xoff + r0 * kh, a.ilo = ilo + r0, a.ihi = ihi + r0;
+              if (x0 == 0 && pf_x.base != nullptr) {  // the rows' share, once per row band
+                a.pf[0] = pf_x, a.pf[1] = pf_dy;
+                a.pf[0].r0 = a.pf[1].r0 = r0;
+              }
               for (int64_t i0 = 0; i0 < kh; i0 += ni) {
                 const int64_t g = std::min(ni, kh - i0);
                 for (int64_t q = 0; q < t.nj; ++q) {
@@ -179,17 +189,16 @@ void WgradPlaneTyped(const Params& p, const simd::Slices& ws, double* partial, c
                   a.x = xs + (j0 * t.cdw + lo * t.csw) * L;
                   a.fa = facc + (i0 * kw + j0) * G + v * L;
                   fns.get(jn, g)(a, i0);
-                  a.pf[0] = a.pf[1] = WgPrefetch{};  // once per unit
+                  a.pf[0] = a.pf[1] = WgPrefetch{};  // by the band's first call only
                 }
               }
-              pending[v] += nr * (x1 - x0);
-              if (pending[v] >= simd::kWgFlushPx) flush(v), pending[v] = 0;
+              pending[v] += px;
             }
         }
       }
       for (int64_t v = 0; v < nv; ++v)
         if (pending[v] > 0) flush(v);
-      if (t.chunks == 1) write_group(grp);  // the group's only partial, still in L1
+      if (t.chunks == 1) write_group(grp);  // the group's only partial, still in cache
     }
     if (t.chunks > 1) {
 #pragma omp for schedule(static) nowait
