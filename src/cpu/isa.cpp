@@ -84,6 +84,8 @@ void force_target(const char* name) {
 
 int64_t allowed_target_bits() { return cpu_bits() & HWY_TARGETS & cap(); }
 
+bool cap_allows(int64_t bit) { return (cap() & bit) != 0; }
+
 std::string active_target() {
   const int64_t a = allowed_target_bits();
   for (const Named& t : kTargets)

@@ -31,6 +31,13 @@ std::string active_target();
 // Highway target bits allowed now (internal: used by the dispatch in simd_*.cpp).
 int64_t allowed_target_bits();
 
+// Whether the cap allows Highway target `bit` (a HWY_* target bit), whether
+// or not this build compiled it and the CPU has it: for code outside
+// Highway that stands in for a target (x86_nhwc_bf16dp.cpp), which checks
+// the CPU itself. The sanitizer build leaves Highway's AVX-512 target out
+// to save compile time; such code still runs there.
+bool cap_allows(int64_t bit);
+
 }  // namespace dwconv::cpu
 
 // Index into a HWY_EXPORT table for the allowed targets. A macro so that it

@@ -1,5 +1,6 @@
-// SIMD CPU kernels (Highway, run-time dispatch): each family's list of
-// variants, appended to the generic ones by registry.cpp.
+// SIMD CPU kernels (Highway, run-time dispatch; one family of x86
+// intrinsics): each family's list of variants, appended to the generic ones
+// by registry.cpp.
 #pragma once
 
 #include <vector>
@@ -17,5 +18,7 @@ std::vector<Kernel> simd_dgrad_nhwc_kernels();
 std::vector<Kernel> simd_wgrad_nhwc_kernels();
 std::vector<Kernel> simd_nhwc_rowflat_kernels();
 std::vector<Kernel> simd_wgrad_nhwc_plane_kernels();
+// Not Highway: x86 intrinsics for AVX512_BF16 (x86_nhwc_bf16dp.cpp).
+std::vector<Kernel> x86_nhwc_bf16dp_kernels();
 
 }  // namespace dwconv::cpu

@@ -792,3 +792,86 @@ inline size_t rowflat_workspace(const Params& p, const NhwcGeom& g) {
 }
 
 }  // namespace dwconv::cpu::simd
+
+namespace dwconv::cpu::simd {
+
+// NHWC bf16 with native bf16 dot products (cpu_fwd_nhwc_bf16dp and
+// cpu_dgrad_nhwc_bf16dp, x86_nhwc_bf16dp.cpp; AVX512_BF16 CPUs). vdpbf16ps
+// adds, per fp32 lane, the products of two bf16 pairs; depthwise
+// convolution keeps channels apart, so the pair is two taps of one channel:
+// taps (2m, 2m + 1) of a kernel row meet input pixels (q, q + 1) of the
+// padded row. Each input row of a task is copied once into a pixel-pair row
+// PP[v][q] (channel vector v: 16 lanes, lane l = channel 16v + l holding the
+// bf16 pixels q and q + 1), and output pixel ox takes tap pair m from
+// PP[ox + 2m] with one instruction where fp32 needs two FMAs. The copy's
+// interleave costs what the bf16 -> fp32 copy of the NHWC core costs.
+// Stride 1 along W and dilation 1 along W; any stride and dilation along H;
+// C a multiple of 16; multiplier 1 (grad-input at stride 1: the forward
+// over dy with the flipped kernel, as the NHWC core).
+struct Bf16DpPlan {
+  NhwcGeom g;
+  int64_t kw2 = 0;    // tap pairs per kernel row, ceil(kw / 2) (an odd kw's last pair has a zero weight)
+  int64_t nv = 0;     // 16-channel vectors, C / 16
+  int64_t cbv = 0;    // vectors per channel block (a task's channels)
+  int64_t ncb = 0;    // channel blocks
+  int64_t wp = 0;     // pixel pairs per scratch row: out_w + 2 * kw2 - 2
+  int64_t slots = 0;  // scratch rows: the kernel's dilated height
+  int64_t ry = 0, nby = 0;  // output rows per task, row blocks
+  int64_t tasks() const { return nby * ncb; }  // per image
+  size_t row_bytes() const { return size_t(cbv * wp) * 64; }
+  size_t thread_bytes() const { return size_t(slots) * row_bytes(); }
+  // Weight pairs [nv][kh][kw2][16] (32-bit lanes), then the bias in fp32.
+  size_t weight_bytes() const { return size_t(nv * g.kh * kw2) * 64; }
+  size_t shared_bytes() const { return align_up(weight_bytes()) + align_up(size_t(g.c) * 4); }
+};
+// A task's scratch window (slots pixel-pair rows of its channel block) is
+// kept within this many bytes where a block of one vector allows it: three
+// quarters of the 1 MiB (or larger) L2 of every CPU with AVX512_BF16
+// (Cooper Lake, Sapphire Rapids and later, Zen 4 and later). Blocks of
+// all channels read whole pixels and let the next rows be prefetched as one
+// span; at 256 KiB (384 x 64x64 k5 / k7 in blocks of 128 channels) they were
+// 0.75-0.85x of this, and past the L2 (1.25 MiB at k11) 0.7x. Zen 4, bf16,
+// batch 1, 2 threads, interleaved runs.
+constexpr size_t kBf16DpBudget = 768 * 1024;
+// Windows past this even at one vector per block (1D rows of tens of
+// thousands of pixels) are left to the NHWC core's column blocks.
+constexpr size_t kBf16DpMaxScratch = 4 * 1024 * 1024;
+// Kernel rows a task lists per output row (on its stack).
+constexpr int64_t kBf16DpMaxRows = 256;
+inline bool bf16dp_geometry(const NhwcGeom& g) {
+  return g.m == 1 && g.uh == 1 && g.uw == 1 && g.sw == 1 && g.dw == 1 && g.c % 16 == 0 && !g.nchw && !g.f32 &&
+         g.kh <= kBf16DpMaxRows;
+}
+// threads: the balance of rows against channel blocks (1: whole images).
+inline Bf16DpPlan plan_bf16dp(const NhwcGeom& g, int64_t n, int threads) {
+  Bf16DpPlan p;
+  p.g = g;
+  p.kw2 = (g.kw + 1) / 2;
+  p.nv = g.c / 16;
+  p.wp = g.out_w + 2 * p.kw2 - 2;
+  p.slots = (g.kh - 1) * g.dh + 1;
+  // Whole 32-channel groups per block where there are two vectors or more
+  // (the copy loads 32 bf16 channels at a time).
+  const size_t per_vector = size_t(p.slots * p.wp) * 64;
+  int64_t cbv = std::max<int64_t>(1, int64_t(kBf16DpBudget / std::max<size_t>(per_vector, 1)));
+  if (cbv >= p.nv) {
+    cbv = p.nv;
+  } else if (cbv >= 2) {
+    cbv -= cbv % 2;
+  }
+  p.cbv = cbv;
+  p.ncb = ceil_div(p.nv, cbv);
+  // Rows split evenly over the threads where images x blocks do not give
+  // each thread work (batch 1): the fewest even blocks, as the NHWC core's
+  // copies of whole rows (each task copies its window's halo rows again).
+  p.ry = nhwc_even_rows(g.out_h, n * p.ncb, std::max(threads, 1));
+  p.nby = ceil_div(g.out_h, p.ry);
+  return p;
+}
+inline bool bf16dp_fits(const NhwcGeom& g) {
+  if (!bf16dp_geometry(g)) return false;
+  const Bf16DpPlan p = plan_bf16dp(g, 1, 1);
+  return p.thread_bytes() <= kBf16DpMaxScratch;
+}
+
+}  // namespace dwconv::cpu::simd

@@ -8,7 +8,10 @@
 // variants, and grad-weight bitwise independent of the thread count.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
+#include <utility>
 #include <map>
 #include <random>
 #include <string>
@@ -259,6 +262,167 @@ TEST_P(CpuIsa, SimdVariantsOnOwnedChannelBlocks) {
   const std::vector<Shape> shapes = owned_shapes();
   for (size_t i = 0; i < shapes.size(); ++i)
     for (uint64_t t = 0; t < 3; ++t) check_simd_variants(GetParam(), shapes[i], 402 + 3 * i + t, runs);
+}
+
+// The bf16 dot-product kernels (x86_nhwc_bf16dp.cpp: AVX512_BF16 CPUs, the
+// AVX-512 target): pixel-pair rows of odd and even vector counts (an odd
+// one copies a lone 16-channel half), odd kernels (a zero high weight),
+// even ones, kw 1 (weights element by element), tap-pair chunks of 4 + 1,
+// 4 + 2 and 4 + 3, row tails of every kind (16-pixel groups and one rest
+// group), asymmetric padding, stride and dilation along H, channel blocks
+// (the last one odd), 1D, tall kernels; every thread count cpu_isa_test
+// uses, with and without a bias, forward and (stride 1) grad-input.
+std::vector<Shape> bf16dp_shapes() {
+  Shape sh2 = conv2d_shape(1, 64, 15, 20, 5, 5, 1, 2);
+  sh2.stride_h = 2;
+  Shape dh2 = padded_shape(conv2d_shape(2, 16, 13, 18, 3, 3, 1, 1), 2, 2, 1, 1);
+  dh2.dil_h = 2;
+  Shape sh3 = padded_shape(conv2d_shape(1, 16, 14, 19, 2, 3, 1, 0), 0, 1, 1, 1);  // stride 3 past 2 slots
+  sh3.stride_h = 3;
+  Shape sd2 = padded_shape(conv2d_shape(2, 16, 15, 22, 3, 5, 1, 0), 2, 2, 2, 2);  // stride and dilation 2 along H
+  sd2.stride_h = 2, sd2.dil_h = 2;
+  return {
+      conv2d_shape(2, 48, 9, 23, 5, 5, 1, 2),                          // 3 vectors; 23 = 16 + 7
+      conv2d_shape(1, 32, 12, 40, 4, 4, 1, 1),                         // even kernel; 39 = 16 + 16 + 7
+      padded_shape(conv2d_shape(1, 16, 10, 17, 3, 7, 1, 0), 2, 0, 5, 1),  // asymmetric, 3x7
+      sh2,
+      dh2,
+      padded_shape(conv2d_shape(1, 32, 12, 12, 5, 1, 1, 0), 2, 2, 0, 0),  // kw = 1
+      conv2d_shape(1, 16, 8, 30, 9, 9, 1, 4),                          // 5 tap pairs: 4 + 1
+      conv2d_shape(1, 32, 6, 33, 11, 11, 1, 5),                        // 6: 4 + 2
+      conv2d_shape(1, 16, 7, 21, 13, 13, 1, 6),                        // 7: 4 + 3
+      conv2d_shape(1, 272, 16, 60, 15, 15, 1, 7),                      // channel blocks of 10 + 7 vectors
+      conv2d_shape(3, 16, 5, 5, 3, 3, 1, 1),                           // rows of 5: the rest group alone
+      conv1d_shape(2, 32, 100, 7, 1, 3),
+      conv2d_shape(1, 16, 60, 12, 51, 5, 1, 0),                        // 51 kernel rows
+      conv2d_shape(1, 32, 52, 121, 51, 5, 1, 0),                       // blocks of one vector (2 blocks)
+      conv2d_shape(1, 16, 5, 40, 3, 17, 1, 0),                         // kw > 16: the run-time chunks, 4 + 4 + 1
+      padded_shape(conv2d_shape(1, 16, 4, 45, 3, 19, 1, 0), 1, 1, 9, 9),  // 4 + 4 + 2
+      padded_shape(conv2d_shape(1, 32, 3, 30, 1, 21, 1, 0), 0, 0, 3, 17), // 4 + 4 + 3
+      conv1d_shape(1, 16, 77, 31, 1, 15),                              // 4 x 4
+      conv1d_shape(1, 16, 60, 32, 1, 16),                              // even, 4 x 4
+      sh3,
+      sd2,
+  };
+}
+void q_pins(Params p, float& dummy) {
+  p.input = p.weight = p.grad_output = &dummy;
+  p.output = p.grad_input = p.grad_weight = &dummy;
+  Shape slak = conv2d_shape(1, 384, 14, 14, 47, 5, 1, 0);
+  slak.pad_top = slak.pad_bottom = 23, slak.pad_left = slak.pad_right = 2;
+  for (const Shape& s : {conv2d_shape(1, 256, 28, 28, 5, 5, 1, 2), conv2d_shape(1, 384, 64, 64, 7, 7, 1, 3),
+                         conv2d_shape(1, 192, 28, 28, 3, 3, 1, 1), conv2d_shape(1, 512, 14, 14, 27, 27, 1, 13), slak}) {
+    p.shape = s;
+    EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nhwc_bf16dp") << s.str();
+    EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nhwc_bf16dp") << s.str();
+  }
+  for (const Shape& s : {conv2d_shape(1, 1152, 7, 7, 5, 5, 1, 2), conv2d_shape(1, 384, 14, 14, 7, 7, 1, 3),
+                         conv2d_shape(1, 480, 14, 14, 5, 5, 1, 2),
+                         conv2d_shape(1, 96, 56, 56, 3, 3, 1, 1), conv2d_shape(1, 384, 14, 14, 3, 3, 1, 1),
+                         conv1d_shape(1, 512, 1024, 31, 1, 15)}) {
+    p.shape = s;
+    EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nhwc_vec") << s.str();
+  }
+}
+TEST(CpuBf16Dp, EveryShapeAgainstTheReference) {
+  Params probe;
+  probe.shape = conv2d_shape(1, 16, 8, 8, 3, 3, 1, 1), probe.dtype = DType::bf16, probe.layout = Layout::nhwc;
+  const auto has = [&](Direction dir, const Params& q, const char* name) {
+    for (const Kernel* k : candidates(dir, q))
+      if (std::strcmp(k->name, name) == 0) return true;
+    return false;
+  };
+  if (!has(Direction::forward, probe, "cpu_fwd_nhwc_bf16dp")) GTEST_SKIP() << "no AVX512_BF16 on this CPU, or DWCONV_ISA caps it below AVX-512";
+  std::map<std::string, int> runs;
+  const std::vector<Shape> shapes = bf16dp_shapes();
+  for (size_t i = 0; i < shapes.size(); ++i)
+    for (Direction dir : {Direction::forward, Direction::grad_input}) {
+      const char* name = dir == Direction::forward ? "cpu_fwd_nhwc_bf16dp" : "cpu_dgrad_nhwc_bf16dp";
+      Params q = probe;
+      q.shape = shapes[i];
+      if (!has(dir, q, name)) {
+        EXPECT_TRUE(dir == Direction::grad_input && shapes[i].stride_h > 1) << name << " declined " << shapes[i].str();
+        continue;
+      }
+      for (int threads = 1; threads <= 3; ++threads) {
+        check::Case c;
+        c.shape = shapes[i], c.dtype = DType::bf16, c.layout = Layout::nhwc, c.kernel = name;
+        c.seed = 500 + 7 * i + threads, c.bias = threads != 2, c.threads = threads;
+        const check::Outcome o = check::run_case(dir, c);
+        EXPECT_TRUE(o.ok) << to_string(dir) << " " << c.str() << ": " << o.message;
+        ++runs[name];
+      }
+    }
+  EXPECT_EQ(runs["cpu_fwd_nhwc_bf16dp"], 3 * int(shapes.size()));
+  EXPECT_EQ(runs["cpu_dgrad_nhwc_bf16dp"], 3 * int(shapes.size() - 3));  // not at stride 2 or 3
+  // Every width of the rest group (1 to 15 pixels after groups of 16).
+  for (int64_t w = 1; w <= 15; ++w)
+    for (Direction dir : {Direction::forward, Direction::grad_input}) {
+      check::Case c;
+      c.shape = conv2d_shape(1, 16, 3, w + 16 * (w % 2), 3, 3, 1, 1), c.dtype = DType::bf16, c.layout = Layout::nhwc;
+      c.kernel = dir == Direction::forward ? "cpu_fwd_nhwc_bf16dp" : "cpu_dgrad_nhwc_bf16dp";
+      c.seed = 600 + w, c.threads = 1;
+      const check::Outcome o = check::run_case(dir, c);
+      EXPECT_TRUE(o.ok) << to_string(dir) << " " << c.str() << ": " << o.message;
+    }
+  // Dispatch (the score's rule): kernels 5 wide and more on images wider
+  // than 16 or past the clipped tiles' 7x7, 3x3 at 128 channels on 28
+  // columns; not the clipped tiles' 7x7-14x14 images up to 7x7 kernels, 3x3
+  // on fewer channels, 1D or kx1.
+  float dummy = 0;
+  q_pins(probe, dummy);
+  // Only where the ISA cap allows the AVX-512 target, and only bf16.
+  cpu::force_target("avx2");
+  EXPECT_FALSE(has(Direction::forward, probe, "cpu_fwd_nhwc_bf16dp"));
+  cpu::force_target(nullptr);
+  probe.dtype = DType::f32;
+  EXPECT_FALSE(has(Direction::forward, probe, "cpu_fwd_nhwc_bf16dp"));
+}
+
+// An odd kernel's last tap pair has a zero high weight, whose pixel is a
+// real column past the window: an inf there must not make a NaN (0 x inf)
+// where the reference is finite. One inf in the input (dy for grad-input)
+// of odd kernels, kw 1 included; every output finite or not exactly where
+// the generic kernel's is.
+TEST(CpuBf16Dp, InfPastTheWindowMakesNoNaN) {
+  for (const Shape& s : {conv2d_shape(1, 16, 6, 9, 3, 3, 1, 1), conv2d_shape(1, 32, 7, 21, 5, 5, 1, 2),
+                         padded_shape(conv2d_shape(1, 16, 5, 40, 3, 17, 1, 0), 1, 1, 8, 8),
+                         padded_shape(conv2d_shape(1, 16, 6, 9, 3, 1, 1, 0), 1, 1, 0, 0)})
+    for (Direction dir : {Direction::forward, Direction::grad_input}) {
+      Params p;
+      p.shape = s, p.dtype = DType::bf16, p.layout = Layout::nhwc, p.threads = 1;
+      const char* dp = dir == Direction::forward ? "cpu_fwd_nhwc_bf16dp" : "cpu_dgrad_nhwc_bf16dp";
+      const bool fwd = dir == Direction::forward;
+      const int64_t in_elems = fwd ? s.input_elems() : s.output_elems();
+      const int64_t out_elems = fwd ? s.output_elems() : s.input_elems();
+      const int64_t in_w = fwd ? s.w : s.out_w(), in_h = fwd ? s.h : s.out_h();
+      std::vector<bf16> in(static_cast<size_t>(in_elems)), w(static_cast<size_t>(s.weight_elems()));
+      std::vector<bf16> out_dp(static_cast<size_t>(out_elems)), out_ref(static_cast<size_t>(out_elems));
+      std::mt19937_64 rng(700);
+      std::uniform_real_distribution<float> u(-1.f, 1.f);
+      for (bf16& v : in) v = to_bf16(u(rng));
+      for (bf16& v : w) v = to_bf16(u(rng));
+      // Channel 0 of the last column of the middle row.
+      in[size_t(((in_h / 2) * in_w + in_w - 1) * s.c)] = to_bf16(std::numeric_limits<float>::infinity());
+      p.weight = w.data();
+      (fwd ? p.input : p.grad_output) = in.data();
+      (fwd ? p.output : p.grad_input) = out_dp.data();
+      bool has = false;
+      for (const Kernel* k : candidates(dir, p)) has = has || std::strcmp(k->name, dp) == 0;
+      if (!has) GTEST_SKIP() << "no AVX512_BF16 on this CPU, or DWCONV_ISA caps it below AVX-512";
+      for (auto [out, kernel] : {std::pair{&out_dp, dp}, std::pair{&out_ref, fwd ? "cpu_fwd_nhwc_generic" : "cpu_dgrad_nhwc_generic"}}) {
+        (fwd ? p.output : p.grad_input) = out->data();
+        p.kernel = kernel;
+        run(dir, p);
+      }
+      int nonfinite = 0;
+      for (size_t i = 0; i < out_dp.size(); ++i) {
+        const bool ref_finite = std::isfinite(to_f32(out_ref[i]));
+        nonfinite += !ref_finite;
+        EXPECT_EQ(std::isfinite(to_f32(out_dp[i])), ref_finite) << to_string(dir) << " " << s.str() << " element " << i;
+      }
+      EXPECT_GT(nonfinite, 0) << s.str();  // the inf reaches some outputs
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Targets, CpuIsa, ::testing::ValuesIn(cpu::supported_targets()),

@@ -395,5 +395,42 @@ TEST(CpuWgradPlanePlan, PlaneChunksAndScope) {
   for (const Shape& s : keeps) EXPECT_FALSE(cpu::simd::wgrad_plane_fits(s)) << s.str();
 }
 
+// The bf16 dot-product kernels' plan (Bf16DpPlan): pixel pairs per row,
+// channel blocks within the budget (whole 32-channel groups, the last
+// block any), rows split evenly at batch 1; which geometries it takes.
+TEST(CpuBf16DpPlan, PairsBlocksAndScope) {
+  auto geom = [](const Shape& s) {
+    cpu::simd::NhwcGeom g = cpu::simd::nhwc_forward(s);
+    g.f32 = false;
+    return g;
+  };
+  const cpu::simd::Bf16DpPlan a = cpu::simd::plan_bf16dp(geom(conv2d_shape(1, 384, 64, 64, 7, 7, 1, 3)), 1, 2);
+  EXPECT_EQ(a.kw2, 4);
+  EXPECT_EQ(a.wp, 70);  // 64 outputs + 3 pairs further
+  EXPECT_EQ(a.slots, 7);
+  EXPECT_EQ(a.cbv, 24);  // all channels: 7 x 70 x 64 B x 24 = 735 KiB
+  EXPECT_EQ(a.ncb, 1);
+  EXPECT_EQ(a.ry, 32);  // two tasks
+  const cpu::simd::Bf16DpPlan b = cpu::simd::plan_bf16dp(geom(conv2d_shape(1, 384, 64, 64, 11, 11, 1, 5)), 1, 2);
+  EXPECT_EQ(b.kw2, 6);
+  EXPECT_EQ(b.cbv, 14);  // 15 fit, rounded down to whole groups
+  EXPECT_EQ(b.ncb, 2);
+  const cpu::simd::Bf16DpPlan c = cpu::simd::plan_bf16dp(geom(conv2d_shape(1, 272, 16, 60, 15, 15, 1, 7)), 1, 3);
+  EXPECT_EQ(c.cbv, 10);  // cpu_isa_test's blocks of 10 + 7 vectors
+  EXPECT_EQ(c.ncb, 2);
+  EXPECT_EQ(cpu::simd::plan_bf16dp(geom(conv2d_shape(1, 32, 12, 40, 4, 4, 1, 1)), 1, 1).wp, 39 + 2);
+  EXPECT_TRUE(cpu::simd::bf16dp_fits(geom(conv2d_shape(1, 16, 8, 8, 3, 3, 1, 1))));
+  cpu::simd::NhwcGeom f32 = geom(conv2d_shape(1, 16, 8, 8, 3, 3, 1, 1));
+  f32.f32 = true;
+  EXPECT_FALSE(cpu::simd::bf16dp_fits(f32));
+  Shape sw2 = conv2d_shape(1, 16, 8, 8, 3, 3, 1, 1);
+  sw2.stride_w = 2;
+  EXPECT_FALSE(cpu::simd::bf16dp_fits(geom(sw2)));
+  EXPECT_FALSE(cpu::simd::bf16dp_fits(geom(conv2d_shape(1, 24, 8, 8, 3, 3, 1, 1))));        // 24 channels
+  EXPECT_FALSE(cpu::simd::bf16dp_fits(geom(conv2d_shape(1, 16, 8, 8, 3, 3, 1, 1, 2, 1))));  // dilation along W
+  EXPECT_FALSE(cpu::simd::bf16dp_fits(geom(conv1d_shape(1, 2048, 65536, 4, 1, 3))));       // 4 MiB rows
+  EXPECT_FALSE(cpu::simd::bf16dp_fits(cpu::simd::nhwc_grad_input(conv2d_shape(1, 16, 8, 8, 3, 3, 2, 1))));
+}
+
 }  // namespace
 }  // namespace dwconv
