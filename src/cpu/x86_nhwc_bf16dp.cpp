@@ -350,18 +350,20 @@ void run(const Params& p, Direction dir) {
 }
 
 // Ahead of the NHWC core (10) where it measured faster (Zen 4, bf16, 2
-// threads, interleaved runs; docs/performance-cpu.md "Session 19"): kernels
-// 5 wide and more on images wider than 16 (batch 1: 1.1-1.8x), and on
-// images up to 16 wide past the core's clipped tiles (kernels taller or
-// wider than 7: 1.2-1.6x); 3x3 at 128 channels or more on 28 columns or
-// more (1.0-1.5x). The core keeps what it reads in place: the clipped tiles
-// of 7x7-14x14 images up to 7x7 kernels (14x14 k5 1.03-1.18x here at batch
-// 1 but 0.91-0.95x at batch 16, 14x14 k7 0.98-1.02x, 7x7 0.8-1.0x), 3x3 on
-// fewer channels or narrower rows (0.9-1.0x); and 1D rows (one row per
-// image leaves a few channel blocks as the only tasks: 0.5-0.96x) and kx1
-// kernels (one tap per pair).
+// threads, interleaved runs; docs/performance-cpu.md "Session 19" and its
+// results file): kernels 5 wide and more on rows wider than 16 (batch 1:
+// 1.05-1.8x), and on rows of 8-16 past the core's clipped tiles (kernels
+// taller or wider than 7: 1.19-1.34x); 3x3 at 128 channels or more on rows
+// of 28 or more (1.04-1.46x). The core keeps what it reads in place: the
+// clipped tiles of rows up to 16 with kernels up to 7x7 (14x14 k5 0.94-1.18x
+// here at batch 1, 0.91-0.95x at batch 16; 14x14 k7 0.98-1.02x), the
+// clipped and stationary tiles of rows up to 7 (0.6-0.9x in exploratory
+// rounds), 3x3 on fewer channels or shorter rows, even kernels 4 wide (not
+// measured); and 1D rows (one row per image leaves a few channel blocks as
+// the only tasks: 0.5-0.96x in exploratory rounds) and kx1 kernels (one tap
+// per pair).
 bool preferred(const NhwcGeom& g) {
-  if (g.out_h < 2 || g.kw < 3) return false;
+  if (g.out_h < 2 || g.out_w <= int64_t(simd::kNhwcStatCols) || g.kw < 3 || g.kw == 4) return false;
   if (g.kw == 3) return g.c >= 128 && g.out_w >= 28;
   const bool clipped_tiles = g.out_w <= int64_t(simd::kNhwcClipCols) && g.kw <= 7 && g.kh <= 7;
   return !clipped_tiles;

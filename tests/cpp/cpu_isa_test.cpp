@@ -317,12 +317,15 @@ void q_pins(Params p, float& dummy) {
     EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nhwc_bf16dp") << s.str();
   }
   for (const Shape& s : {conv2d_shape(1, 1152, 7, 7, 5, 5, 1, 2), conv2d_shape(1, 384, 14, 14, 7, 7, 1, 3),
-                         conv2d_shape(1, 480, 14, 14, 5, 5, 1, 2),
+                         conv2d_shape(1, 480, 14, 14, 5, 5, 1, 2), conv2d_shape(1, 1024, 7, 7, 13, 13, 1, 6),
+                         conv2d_shape(1, 64, 32, 32, 4, 4, 1, 1), conv2d_shape(1, 32, 112, 112, 110, 110),
                          conv2d_shape(1, 96, 56, 56, 3, 3, 1, 1), conv2d_shape(1, 384, 14, 14, 3, 3, 1, 1),
                          conv1d_shape(1, 512, 1024, 31, 1, 15)}) {
     p.shape = s;
     EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nhwc_vec") << s.str();
   }
+  p.shape = conv2d_shape(1, 32, 112, 112, 110, 110);
+  EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nhwc_bf16dp");
 }
 TEST(CpuBf16Dp, EveryShapeAgainstTheReference) {
   Params probe;
@@ -332,7 +335,7 @@ TEST(CpuBf16Dp, EveryShapeAgainstTheReference) {
       if (std::strcmp(k->name, name) == 0) return true;
     return false;
   };
-  if (!has(Direction::forward, probe, "cpu_fwd_nhwc_bf16dp")) GTEST_SKIP() << "no AVX512_BF16 on this CPU, or DWCONV_ISA caps it below AVX-512";
+  if (!has(Direction::forward, probe, "cpu_fwd_nhwc_bf16dp")) GTEST_SKIP() << "no AVX512_BF16 on this CPU, DWCONV_ISA caps it below AVX-512, or the compiler lacks it (DWCONV_HAVE_BF16DP)";
   std::map<std::string, int> runs;
   const std::vector<Shape> shapes = bf16dp_shapes();
   for (size_t i = 0; i < shapes.size(); ++i)
@@ -365,10 +368,11 @@ TEST(CpuBf16Dp, EveryShapeAgainstTheReference) {
       const check::Outcome o = check::run_case(dir, c);
       EXPECT_TRUE(o.ok) << to_string(dir) << " " << c.str() << ": " << o.message;
     }
-  // Dispatch (the score's rule): kernels 5 wide and more on images wider
-  // than 16 or past the clipped tiles' 7x7, 3x3 at 128 channels on 28
-  // columns; not the clipped tiles' 7x7-14x14 images up to 7x7 kernels, 3x3
-  // on fewer channels, 1D or kx1.
+  // Dispatch (the score's rule): kernels 5 wide and more on rows wider
+  // than 16, or of 8-16 past the clipped tiles' 7x7; 3x3 at 128 channels on
+  // rows of 28; not the clipped tiles' 14x14 images up to 7x7 kernels, rows
+  // up to 7 (clipped and stationary tiles), 3x3 on fewer channels, 4 wide,
+  // 1D or kx1. (Grad-input of the 110x110 kernel: rows of 112, taken.)
   float dummy = 0;
   q_pins(probe, dummy);
   // Only where the ISA cap allows the AVX-512 target, and only bf16.
@@ -409,7 +413,7 @@ TEST(CpuBf16Dp, InfPastTheWindowMakesNoNaN) {
       (fwd ? p.output : p.grad_input) = out_dp.data();
       bool has = false;
       for (const Kernel* k : candidates(dir, p)) has = has || std::strcmp(k->name, dp) == 0;
-      if (!has) GTEST_SKIP() << "no AVX512_BF16 on this CPU, or DWCONV_ISA caps it below AVX-512";
+      if (!has) GTEST_SKIP() << "no AVX512_BF16 on this CPU, DWCONV_ISA caps it below AVX-512, or the compiler lacks it (DWCONV_HAVE_BF16DP)";
       for (auto [out, kernel] : {std::pair{&out_dp, dp}, std::pair{&out_ref, fwd ? "cpu_fwd_nhwc_generic" : "cpu_dgrad_nhwc_generic"}}) {
         (fwd ? p.output : p.grad_input) = out->data();
         p.kernel = kernel;
