@@ -805,16 +805,19 @@ namespace dwconv::cpu::simd {
 // bf16 pixels q and q + 1), and output pixel ox takes tap pair m from
 // PP[ox + 2m] with one instruction where fp32 needs two FMAs. The copy's
 // interleave costs what the bf16 -> fp32 copy of the NHWC core costs.
-// Stride 1 along W and dilation 1 along W; any stride and dilation along H;
-// C a multiple of 16; multiplier 1 (grad-input at stride 1: the forward
-// over dy with the flipped kernel, as the NHWC core).
+// At stride 2 along W the pairs are of even columns, (2q - pl, 2q - pl + 1),
+// and output ox takes pair m from PP[ox + m]: half the copy. Stride 1 or 2
+// and dilation 1 along W; any stride and dilation along H; C a multiple of
+// 16; multiplier 1 (grad-input at stride 1: the forward over dy with the
+// flipped kernel, as the NHWC core).
 struct Bf16DpPlan {
   NhwcGeom g;
   int64_t kw2 = 0;    // tap pairs per kernel row, ceil(kw / 2) (an odd kw's last pair has a zero weight)
   int64_t nv = 0;     // 16-channel vectors, C / 16
   int64_t cbv = 0;    // vectors per channel block (a task's channels)
   int64_t ncb = 0;    // channel blocks
-  int64_t wp = 0;     // pixel pairs per scratch row: out_w + 2 * kw2 - 2
+  int64_t wp = 0;     // pixel pairs per scratch row: out_w + d * (kw2 - 1)
+  int64_t d = 2;      // pair m of output ox is pixel pair ox + d m: 2 at stride 1, 1 at stride 2
   int64_t slots = 0;  // scratch rows: the kernel's dilated height
   int64_t ry = 0, nby = 0;  // output rows per task, row blocks
   int64_t tasks() const { return nby * ncb; }  // per image
@@ -839,7 +842,8 @@ constexpr size_t kBf16DpMaxScratch = 4 * 1024 * 1024;
 // Kernel rows a task lists per output row (on its stack).
 constexpr int64_t kBf16DpMaxRows = 256;
 inline bool bf16dp_geometry(const NhwcGeom& g) {
-  return g.m == 1 && g.uh == 1 && g.uw == 1 && g.sw == 1 && g.dw == 1 && g.c % 16 == 0 && !g.nchw && !g.f32 &&
+  return g.m == 1 && g.uh == 1 && g.uw == 1 && (g.sw == 1 || g.sw == 2) && g.dw == 1 && g.c % 16 == 0 && !g.nchw &&
+         !g.f32 &&
          g.kh <= kBf16DpMaxRows;
 }
 // threads: the balance of rows against channel blocks (1: whole images).
@@ -848,7 +852,8 @@ inline Bf16DpPlan plan_bf16dp(const NhwcGeom& g, int64_t n, int threads) {
   p.g = g;
   p.kw2 = (g.kw + 1) / 2;
   p.nv = g.c / 16;
-  p.wp = g.out_w + 2 * p.kw2 - 2;
+  p.d = 2 / g.sw;
+  p.wp = g.out_w + p.d * (p.kw2 - 1);
   p.slots = (g.kh - 1) * g.dh + 1;
   // Whole 32-channel groups per block where there are two vectors or more
   // (the copy loads 32 bf16 channels at a time).

@@ -2,6 +2,9 @@
 // (vdpbf16ps, AVX512_BF16): cpu_fwd_nhwc_bf16dp, cpu_dgrad_nhwc_bf16dp.
 // The plan and the pixel-pair layout: Bf16DpPlan in simd_plan.h.
 //
+// Stride 1 or 2 along W (at 2 the pixel pairs are of even columns only, and
+// pair m of output ox is pixel pair ox + m), dilation 1 along W.
+//
 // Highway 1.0.3 (the build's) has no target with AVX512_BF16 and emulates
 // its bf16 dot product with two FMAs, so this file is x86 intrinsics in
 // functions compiled for AVX-512 + BF16 (target attributes: the rest of the
@@ -100,7 +103,7 @@ DWCONV_DP_TARGET void CopyPairRow(const Bf16DpPlan& pl, const uint16_t* x, int64
   const int64_t C = g.cin, wp = pl.wp, in_w = g.in_w, plane = wp * 16;
   const int64_t pairs = nvb / 2;  // whole 32-channel groups; an odd last vector alone
   for (int64_t q = 0; q < wp; ++q) {
-    const int64_t ix = q - g.pl;  // the pair's columns: ix, ix + 1
+    const int64_t ix = q * g.sw - g.pl;  // the pair's columns: ix, ix + 1
     const bool in_a = ix >= 0 && ix < in_w, in_b = ix + 1 >= 0 && ix + 1 < in_w;
     const uint16_t* xa = in_a ? x + ix * C : x;  // (unused where outside)
     const uint16_t* xb = in_b ? x + (ix + 1) * C : x;
@@ -120,37 +123,38 @@ DWCONV_DP_TARGET void CopyPairRow(const Bf16DpPlan& pl, const uint16_t* x, int64
 }
 
 // Tap pairs [0, MC) of one kernel row for R output pixels as a register
-// window: pixel pair X (pp + 16 X) feeds output r = X - 2 mm with pair mm.
+// window: pixel pair X (pp + 16 X) feeds output r = X - D mm with pair mm
+// (D = 2 / stride: pair m of output ox is pixel pair ox + D m).
 // Every index is a template argument so that the accumulators stay in
 // registers; each pixel pair is pinned in a register (an empty asm), else
 // GCC folds the load into every instruction that uses it. LAST_ALONE: the
 // chunk's last pair is an odd kernel's last tap alone (zero high weight);
 // its pixels' high halves are a real column past the window, masked off so
 // that an inf there gives no NaN (0 x inf), as the reference has none.
-template <int R, int MC, bool LAST_ALONE, int X, int... M>
+template <int R, int MC, int D, bool LAST_ALONE, int X, int... M>
 DWCONV_DP_INLINE void DpInput(const uint32_t* pp, const __m512i (&w)[MC], __m512 (&acc)[R],
                               std::integer_sequence<int, M...>) {
   __m512i in = _mm512_load_si512(pp + X * 16);
   asm("" : "+v"(in));
-  constexpr int kLastR = X - 2 * (MC - 1);  // the output the last pair feeds
+  constexpr int kLastR = X - D * (MC - 1);  // the output the last pair feeds
   __m512i alone = in;
   if constexpr (LAST_ALONE && kLastR >= 0 && kLastR < R) alone = _mm512_maskz_mov_epi16(0x55555555, in);
-  ((X - 2 * M >= 0 && X - 2 * M < R
-        ? void(acc[X - 2 * M] = _mm512_dpbf16_ps(acc[X - 2 * M], (__m512bh)(LAST_ALONE && M == MC - 1 ? alone : in),
+  ((X - D * M >= 0 && X - D * M < R
+        ? void(acc[X - D * M] = _mm512_dpbf16_ps(acc[X - D * M], (__m512bh)(LAST_ALONE && M == MC - 1 ? alone : in),
                                                  (__m512bh)w[M]))
         : void()),
    ...);
 }
-template <int R, int MC, bool LAST_ALONE, int... X>
+template <int R, int MC, int D, bool LAST_ALONE, int... X>
 DWCONV_DP_INLINE void DpInputs(const uint32_t* pp, const __m512i (&w)[MC], __m512 (&acc)[R],
                                std::integer_sequence<int, X...>) {
-  (DpInput<R, MC, LAST_ALONE, X>(pp, w, acc, std::make_integer_sequence<int, MC>()), ...);
+  (DpInput<R, MC, D, LAST_ALONE, X>(pp, w, acc, std::make_integer_sequence<int, MC>()), ...);
 }
-template <int R, int MC, bool LAST_ALONE = false>
+template <int R, int MC, int D, bool LAST_ALONE = false>
 DWCONV_DP_INLINE void DpTaps(const uint32_t* pp, const uint32_t* wr, __m512 (&acc)[R]) {
   __m512i w[MC];
   for (int m = 0; m < MC; ++m) w[m] = _mm512_load_si512(wr + m * 16);
-  DpInputs<R, MC, LAST_ALONE>(pp, w, acc, std::make_integer_sequence<int, R + 2 * (MC - 1)>());
+  DpInputs<R, MC, D, LAST_ALONE>(pp, w, acc, std::make_integer_sequence<int, R + D * (MC - 1)>());
 }
 
 // Output pixels [ox, ox + R) of the current row, one channel vector: rows[t]
@@ -161,7 +165,7 @@ DWCONV_DP_INLINE void DpTaps(const uint32_t* pp, const uint32_t* wr, __m512 (&ac
 // join made GCC keep the accumulators on the stack (3x3 at 384 x 64x64: 3.4
 // cycles per dot product where the fixed form runs near 1), so only kernels
 // wider than 16 take it.
-template <int R, int KW>
+template <int R, int KW, int D>
 DWCONV_DP_TARGET void DpPixels(const Bf16DpPlan& pl, const uint32_t* const* rows, const uint32_t* const* wrows,
                                int64_t nrows, const float* bias, int64_t ox, uint16_t* y) {
   constexpr int KW2 = (KW + 1) / 2;
@@ -172,29 +176,29 @@ DWCONV_DP_TARGET void DpPixels(const Bf16DpPlan& pl, const uint32_t* const* rows
     const uint32_t* pp = rows[t] + ox * 16;
     const uint32_t* wr = wrows[t];
     if constexpr (KW > 0 && KW2 <= 4) {
-      DpTaps<R, KW2, kOdd>(pp, wr, acc);
+      DpTaps<R, KW2, D, kOdd>(pp, wr, acc);
     } else if constexpr (KW > 0) {
       static_assert(KW2 <= 8, "two chunks at most");
-      DpTaps<R, 4>(pp, wr, acc);
-      DpTaps<R, KW2 - 4, kOdd>(pp + 8 * 16, wr + 4 * 16, acc);
+      DpTaps<R, 4, D>(pp, wr, acc);
+      DpTaps<R, KW2 - 4, D, kOdd>(pp + 4 * D * 16, wr + 4 * 16, acc);
     } else {
       const int64_t kw2 = pl.kw2;
       const bool odd = pl.g.kw % 2 == 1;
       int64_t m = 0;
-      for (; m + 4 < kw2; m += 4) DpTaps<R, 4>(pp + 2 * m * 16, wr + m * 16, acc);
-      pp += 2 * m * 16, wr += m * 16;
+      for (; m + 4 < kw2; m += 4) DpTaps<R, 4, D>(pp + D * m * 16, wr + m * 16, acc);
+      pp += D * m * 16, wr += m * 16;
       switch (kw2 - m) {  // the last chunk: 1 to 4 pairs
         case 4:
-          odd ? DpTaps<R, 4, true>(pp, wr, acc) : DpTaps<R, 4>(pp, wr, acc);
+          odd ? DpTaps<R, 4, D, true>(pp, wr, acc) : DpTaps<R, 4, D>(pp, wr, acc);
           break;
         case 3:
-          odd ? DpTaps<R, 3, true>(pp, wr, acc) : DpTaps<R, 3>(pp, wr, acc);
+          odd ? DpTaps<R, 3, D, true>(pp, wr, acc) : DpTaps<R, 3, D>(pp, wr, acc);
           break;
         case 2:
-          odd ? DpTaps<R, 2, true>(pp, wr, acc) : DpTaps<R, 2>(pp, wr, acc);
+          odd ? DpTaps<R, 2, D, true>(pp, wr, acc) : DpTaps<R, 2, D>(pp, wr, acc);
           break;
         default:
-          odd ? DpTaps<R, 1, true>(pp, wr, acc) : DpTaps<R, 1>(pp, wr, acc);
+          odd ? DpTaps<R, 1, D, true>(pp, wr, acc) : DpTaps<R, 1, D>(pp, wr, acc);
           break;
       }
     }
@@ -217,28 +221,32 @@ struct DpPrefetch {
 // the rest as one group (7- and 14-wide rows: one group of 7 or 14 chains,
 // where 8 + 4 + 2 left 2 chains to wait on latency).
 // pf: what the task prefetches, a step per group.
-template <int KW, int... R>
+template <int KW, int D, int... R>
 DWCONV_DP_TARGET void DpRowVector(const Bf16DpPlan& pl, const uint32_t* const* rows, const uint32_t* const* wrows,
                                   int64_t nrows, const float* bias, uint16_t* y, DpPrefetch& pf,
                                   std::integer_sequence<int, R...>) {
   const int64_t out_w = pl.g.out_w, C = pl.g.c;
   int64_t ox = 0;
-  for (; ox + 16 <= out_w; ox += 16) pf.step(), DpPixels<16, KW>(pl, rows, wrows, nrows, bias, ox, y + ox * C);
+  for (; ox + 16 <= out_w; ox += 16) pf.step(), DpPixels<16, KW, D>(pl, rows, wrows, nrows, bias, ox, y + ox * C);
   const int64_t left = out_w - ox;
   if (left > 0) pf.step();
-  ((R + 1 == left ? DpPixels<R + 1, KW>(pl, rows, wrows, nrows, bias, ox, y + ox * C) : void()), ...);
+  ((R + 1 == left ? DpPixels<R + 1, KW, D>(pl, rows, wrows, nrows, bias, ox, y + ox * C) : void()), ...);
 }
-template <int... KW>
+template <int D, int... KW>
 DWCONV_DP_TARGET void DpRowOfWidth(const Bf16DpPlan& pl, const uint32_t* const* rows, const uint32_t* const* wrows,
                                    int64_t nrows, const float* bias, uint16_t* y, DpPrefetch& pf,
                                    std::integer_sequence<int, KW...>) {
   const auto rests = std::make_integer_sequence<int, 15>();  // 1 to 15 pixels
   const int64_t kw = pl.g.kw <= 16 ? pl.g.kw : 0;
-  ((KW == kw ? DpRowVector<KW>(pl, rows, wrows, nrows, bias, y, pf, rests) : void()), ...);
+  ((KW == kw ? DpRowVector<KW, D>(pl, rows, wrows, nrows, bias, y, pf, rests) : void()), ...);
 }
 DWCONV_DP_TARGET void DpRow(const Bf16DpPlan& pl, const uint32_t* const* rows, const uint32_t* const* wrows,
                             int64_t nrows, const float* bias, uint16_t* y, DpPrefetch& pf) {
-  DpRowOfWidth(pl, rows, wrows, nrows, bias, y, pf, std::make_integer_sequence<int, 17>());  // 0 (wider), 1 to 16
+  const auto widths = std::make_integer_sequence<int, 17>();  // 0 (wider), 1 to 16
+  if (pl.g.sw == 1)
+    DpRowOfWidth<2>(pl, rows, wrows, nrows, bias, y, pf, widths);
+  else
+    DpRowOfWidth<1>(pl, rows, wrows, nrows, bias, y, pf, widths);
 }
 
 // Task (image n, channel block cb, row block by): each input row of its
@@ -361,9 +369,13 @@ void run(const Params& p, Direction dir) {
 // rounds), 3x3 on fewer channels or shorter rows, even kernels 4 wide (not
 // measured); and 1D rows (one row per image leaves a few channel blocks as
 // the only tasks: 0.5-0.96x in exploratory rounds) and kx1 kernels (one tap
-// per pair).
+// per pair). At stride 2 along W (pixel pairs of even columns only: half the
+// copy) every 2D shape of MobileNetV2 and EfficientNet-B0 measured ahead,
+// 7-wide outputs included: 1.07-1.86x at batch 1, 1.30-2.10x at batch 16.
 bool preferred(const NhwcGeom& g) {
-  if (g.out_h < 2 || g.out_w <= int64_t(simd::kNhwcStatCols) || g.kw < 3 || g.kw == 4) return false;
+  if (g.out_h < 2 || g.kw < 3 || g.kw == 4) return false;
+  if (g.sw == 2) return true;
+  if (g.out_w <= int64_t(simd::kNhwcStatCols)) return false;
   if (g.kw == 3) return g.c >= 128 && g.out_w >= 28;
   const bool clipped_tiles = g.out_w <= int64_t(simd::kNhwcClipCols) && g.kw <= 7 && g.kh <= 7;
   return !clipped_tiles;

@@ -281,6 +281,10 @@ std::vector<Shape> bf16dp_shapes() {
   sh3.stride_h = 3;
   Shape sd2 = padded_shape(conv2d_shape(2, 16, 15, 22, 3, 5, 1, 0), 2, 2, 2, 2);  // stride and dilation 2 along H
   sd2.stride_h = 2, sd2.dil_h = 2;
+  Shape sw2 = padded_shape(conv2d_shape(2, 48, 11, 37, 5, 5, 1, 0), 2, 2, 1, 2);  // stride 2 along W only
+  sw2.stride_w = 2;
+  Shape sw2b = padded_shape(conv2d_shape(1, 16, 9, 30, 3, 4, 1, 0), 1, 1, 2, 1);  // even kernel at stride 2
+  sw2b.stride_w = 2;
   return {
       conv2d_shape(2, 48, 9, 23, 5, 5, 1, 2),                          // 3 vectors; 23 = 16 + 7
       conv2d_shape(1, 32, 12, 40, 4, 4, 1, 1),                         // even kernel; 39 = 16 + 16 + 7
@@ -303,6 +307,9 @@ std::vector<Shape> bf16dp_shapes() {
       conv1d_shape(1, 16, 60, 32, 1, 16),                              // even, 4 x 4
       sh3,
       sd2,
+      sw2,
+      sw2b,
+      conv2d_shape(1, 32, 14, 14, 3, 3, 2, 1),                         // stride 2 both ways, 7 outputs
   };
 }
 void q_pins(Params p, float& dummy) {
@@ -326,6 +333,13 @@ void q_pins(Params p, float& dummy) {
   }
   p.shape = conv2d_shape(1, 32, 112, 112, 110, 110);
   EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nhwc_bf16dp");
+  // Stride 2 (forward only), 7-wide outputs included.
+  for (const Shape& s : {conv2d_shape(1, 96, 112, 112, 3, 3, 2, 1), conv2d_shape(1, 576, 14, 14, 3, 3, 2, 1),
+                         conv2d_shape(1, 672, 14, 14, 5, 5, 2, 2)}) {
+    p.shape = s;
+    EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nhwc_bf16dp") << s.str();
+    EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nhwc_vec") << s.str();
+  }
 }
 TEST(CpuBf16Dp, EveryShapeAgainstTheReference) {
   Params probe;
@@ -337,6 +351,7 @@ TEST(CpuBf16Dp, EveryShapeAgainstTheReference) {
   };
   if (!has(Direction::forward, probe, "cpu_fwd_nhwc_bf16dp")) GTEST_SKIP() << "no AVX512_BF16 on this CPU, DWCONV_ISA caps it below AVX-512, or the compiler lacks it (DWCONV_HAVE_BF16DP)";
   std::map<std::string, int> runs;
+  int declined = 0;
   const std::vector<Shape> shapes = bf16dp_shapes();
   for (size_t i = 0; i < shapes.size(); ++i)
     for (Direction dir : {Direction::forward, Direction::grad_input}) {
@@ -344,7 +359,9 @@ TEST(CpuBf16Dp, EveryShapeAgainstTheReference) {
       Params q = probe;
       q.shape = shapes[i];
       if (!has(dir, q, name)) {
-        EXPECT_TRUE(dir == Direction::grad_input && shapes[i].stride_h > 1) << name << " declined " << shapes[i].str();
+        EXPECT_TRUE(dir == Direction::grad_input && (shapes[i].stride_h > 1 || shapes[i].stride_w > 1))
+            << name << " declined " << shapes[i].str();
+        ++declined;
         continue;
       }
       for (int threads = 1; threads <= 3; ++threads) {
@@ -357,7 +374,8 @@ TEST(CpuBf16Dp, EveryShapeAgainstTheReference) {
       }
     }
   EXPECT_EQ(runs["cpu_fwd_nhwc_bf16dp"], 3 * int(shapes.size()));
-  EXPECT_EQ(runs["cpu_dgrad_nhwc_bf16dp"], 3 * int(shapes.size() - 3));  // not at stride 2 or 3
+  EXPECT_EQ(declined, 6);  // grad-input at stride 2 or 3
+  EXPECT_EQ(runs["cpu_dgrad_nhwc_bf16dp"], 3 * (int(shapes.size()) - declined));
   // Every width of the rest group (1 to 15 pixels after groups of 16).
   for (int64_t w = 1; w <= 15; ++w)
     for (Direction dir : {Direction::forward, Direction::grad_input}) {

@@ -423,8 +423,14 @@ TEST(CpuBf16DpPlan, PairsBlocksAndScope) {
   cpu::simd::NhwcGeom f32 = geom(conv2d_shape(1, 16, 8, 8, 3, 3, 1, 1));
   f32.f32 = true;
   EXPECT_FALSE(cpu::simd::bf16dp_fits(f32));
-  Shape sw2 = conv2d_shape(1, 16, 8, 8, 3, 3, 1, 1);
-  sw2.stride_w = 2;
+  Shape sw2 = conv2d_shape(1, 16, 9, 9, 5, 5, 1, 2);
+  sw2.stride_w = 2;  // pair m of output ox: pixel pair ox + m, pairs of columns 2q - pl, 2q - pl + 1
+  const cpu::simd::Bf16DpPlan d = cpu::simd::plan_bf16dp(geom(sw2), 1, 1);
+  EXPECT_EQ(d.d, 1);
+  EXPECT_EQ(d.wp, 5 + 2);  // 5 outputs, 3 pairs
+  EXPECT_EQ(a.d, 2);
+  EXPECT_TRUE(cpu::simd::bf16dp_fits(geom(sw2)));
+  sw2.stride_w = 3;
   EXPECT_FALSE(cpu::simd::bf16dp_fits(geom(sw2)));
   EXPECT_FALSE(cpu::simd::bf16dp_fits(geom(conv2d_shape(1, 24, 8, 8, 3, 3, 1, 1))));        // 24 channels
   EXPECT_FALSE(cpu::simd::bf16dp_fits(geom(conv2d_shape(1, 16, 8, 8, 3, 3, 1, 1, 2, 1))));  // dilation along W
