@@ -89,8 +89,8 @@ DWCONV_DP_TARGET void ArrangePairs(const Bf16DpPlan& pl, const uint16_t* w, bool
 }
 
 // Input row iy of a task, channels [c0, c0 + 16 nvb) (x: that row at c0),
-// as pixel pairs: dst[v][q] = (x[q - pl], x[q - pl + 1]) of channel vector
-// v, zero outside the row. Pixel by pixel, 32 channels per load split by
+// as pixel pairs: dst[v][q] = (x[q sw - pl], x[q sw - pl + 1]) of channel
+// vector v, zero outside the row. Pixel by pixel, 32 channels per load split by
 // two permutes: the row is read in order (a walk down one channel group at
 // a time would read it strided, a line per pixel, at about half the rate
 // from DRAM).
@@ -370,11 +370,13 @@ void run(const Params& p, Direction dir) {
 // measured); and 1D rows (one row per image leaves a few channel blocks as
 // the only tasks: 0.5-0.96x in exploratory rounds) and kx1 kernels (one tap
 // per pair). At stride 2 along W (pixel pairs of even columns only: half the
-// copy) every 2D shape of MobileNetV2 and EfficientNet-B0 measured ahead,
-// 7-wide outputs included: 1.07-1.86x at batch 1, 1.30-2.10x at batch 16.
+// copy) every 2D shape of MobileNetV2 and EfficientNet-B0 (3x3 and 5x5, 96
+// to 672 channels) measured ahead, 7-wide outputs included: 1.07-1.86x at
+// batch 1, 1.30-2.10x at batch 16; wider kernels at stride 2 are not
+// measured and stay on the core.
 bool preferred(const NhwcGeom& g) {
   if (g.out_h < 2 || g.kw < 3 || g.kw == 4) return false;
-  if (g.sw == 2) return true;
+  if (g.sw == 2) return g.kw <= 5;  // measured on 3x3 and 5x5 only
   if (g.out_w <= int64_t(simd::kNhwcStatCols)) return false;
   if (g.kw == 3) return g.c >= 128 && g.out_w >= 28;
   const bool clipped_tiles = g.out_w <= int64_t(simd::kNhwcClipCols) && g.kw <= 7 && g.kh <= 7;

@@ -269,9 +269,11 @@ TEST_P(CpuIsa, SimdVariantsOnOwnedChannelBlocks) {
 // one copies a lone 16-channel half), odd kernels (a zero high weight),
 // even ones, kw 1 (weights element by element), tap-pair chunks of 4 + 1,
 // 4 + 2 and 4 + 3, row tails of every kind (16-pixel groups and one rest
-// group), asymmetric padding, stride and dilation along H, channel blocks
-// (the last one odd), 1D, tall kernels; every thread count cpu_isa_test
-// uses, with and without a bias, forward and (stride 1) grad-input.
+// group), asymmetric padding, stride and dilation along H, stride 2 along
+// W (pairs of even columns: one and two tap chunks and the run-time ones),
+// channel blocks (the last one odd), 1D, tall kernels; every thread count
+// cpu_isa_test uses, with and without a bias, forward and (stride 1)
+// grad-input.
 std::vector<Shape> bf16dp_shapes() {
   Shape sh2 = conv2d_shape(1, 64, 15, 20, 5, 5, 1, 2);
   sh2.stride_h = 2;
@@ -285,6 +287,10 @@ std::vector<Shape> bf16dp_shapes() {
   sw2.stride_w = 2;
   Shape sw2b = padded_shape(conv2d_shape(1, 16, 9, 30, 3, 4, 1, 0), 1, 1, 2, 1);  // even kernel at stride 2
   sw2b.stride_w = 2;
+  Shape sw2c = padded_shape(conv2d_shape(1, 16, 6, 61, 3, 13, 1, 0), 1, 1, 6, 6);  // 7 pairs: 4 + 3
+  sw2c.stride_w = 2;
+  Shape sw2d = padded_shape(conv2d_shape(1, 32, 5, 70, 3, 19, 1, 0), 1, 1, 9, 9);  // 10 pairs: run-time chunks
+  sw2d.stride_w = 2;
   return {
       conv2d_shape(2, 48, 9, 23, 5, 5, 1, 2),                          // 3 vectors; 23 = 16 + 7
       conv2d_shape(1, 32, 12, 40, 4, 4, 1, 1),                         // even kernel; 39 = 16 + 16 + 7
@@ -310,6 +316,8 @@ std::vector<Shape> bf16dp_shapes() {
       sw2,
       sw2b,
       conv2d_shape(1, 32, 14, 14, 3, 3, 2, 1),                         // stride 2 both ways, 7 outputs
+      sw2c,
+      sw2d,
   };
 }
 void q_pins(Params p, float& dummy) {
@@ -333,13 +341,15 @@ void q_pins(Params p, float& dummy) {
   }
   p.shape = conv2d_shape(1, 32, 112, 112, 110, 110);
   EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nhwc_bf16dp");
-  // Stride 2 (forward only), 7-wide outputs included.
+  // Stride 2 along W, 3x3 and 5x5 (forward only), 7-wide outputs included.
   for (const Shape& s : {conv2d_shape(1, 96, 112, 112, 3, 3, 2, 1), conv2d_shape(1, 576, 14, 14, 3, 3, 2, 1),
                          conv2d_shape(1, 672, 14, 14, 5, 5, 2, 2)}) {
     p.shape = s;
     EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nhwc_bf16dp") << s.str();
     EXPECT_EQ(selected_kernel(Direction::grad_input, p), "cpu_dgrad_nhwc_vec") << s.str();
   }
+  p.shape = conv2d_shape(1, 96, 56, 56, 7, 7, 2, 3);  // stride 2 past 5x5: not measured
+  EXPECT_EQ(selected_kernel(Direction::forward, p), "cpu_fwd_nhwc_vec");
 }
 TEST(CpuBf16Dp, EveryShapeAgainstTheReference) {
   Params probe;
@@ -374,13 +384,16 @@ TEST(CpuBf16Dp, EveryShapeAgainstTheReference) {
       }
     }
   EXPECT_EQ(runs["cpu_fwd_nhwc_bf16dp"], 3 * int(shapes.size()));
-  EXPECT_EQ(declined, 6);  // grad-input at stride 2 or 3
+  EXPECT_EQ(declined, 8);  // grad-input at stride 2 or 3
   EXPECT_EQ(runs["cpu_dgrad_nhwc_bf16dp"], 3 * (int(shapes.size()) - declined));
-  // Every width of the rest group (1 to 15 pixels after groups of 16).
+  // Every width of the rest group (1 to 15 pixels after groups of 16), at
+  // stride 1 (forward and grad-input) and at stride 2 along W (forward).
   for (int64_t w = 1; w <= 15; ++w)
-    for (Direction dir : {Direction::forward, Direction::grad_input}) {
+    for (int dir_sw = 0; dir_sw < 3; ++dir_sw) {
+      const Direction dir = dir_sw == 1 ? Direction::grad_input : Direction::forward;
       check::Case c;
       c.shape = conv2d_shape(1, 16, 3, w + 16 * (w % 2), 3, 3, 1, 1), c.dtype = DType::bf16, c.layout = Layout::nhwc;
+      if (dir_sw == 2) c.shape = conv2d_shape(1, 16, 3, 2 * (w + 16 * (w % 2)), 3, 3, 1, 1), c.shape.stride_w = 2;
       c.kernel = dir == Direction::forward ? "cpu_fwd_nhwc_bf16dp" : "cpu_dgrad_nhwc_bf16dp";
       c.seed = 600 + w, c.threads = 1;
       const check::Outcome o = check::run_case(dir, c);
@@ -409,7 +422,8 @@ TEST(CpuBf16Dp, EveryShapeAgainstTheReference) {
 TEST(CpuBf16Dp, InfPastTheWindowMakesNoNaN) {
   for (const Shape& s : {conv2d_shape(1, 16, 6, 9, 3, 3, 1, 1), conv2d_shape(1, 32, 7, 21, 5, 5, 1, 2),
                          padded_shape(conv2d_shape(1, 16, 5, 40, 3, 17, 1, 0), 1, 1, 8, 8),
-                         padded_shape(conv2d_shape(1, 16, 6, 9, 3, 1, 1, 0), 1, 1, 0, 0)})
+                         padded_shape(conv2d_shape(1, 16, 6, 9, 3, 1, 1, 0), 1, 1, 0, 0),
+                         conv2d_shape(1, 16, 6, 9, 3, 3, 2, 1)})  // stride 2: forward only
     for (Direction dir : {Direction::forward, Direction::grad_input}) {
       Params p;
       p.shape = s, p.dtype = DType::bf16, p.layout = Layout::nhwc, p.threads = 1;
@@ -431,6 +445,7 @@ TEST(CpuBf16Dp, InfPastTheWindowMakesNoNaN) {
       (fwd ? p.output : p.grad_input) = out_dp.data();
       bool has = false;
       for (const Kernel* k : candidates(dir, p)) has = has || std::strcmp(k->name, dp) == 0;
+      if (!has && dir == Direction::grad_input && s.stride_w > 1) continue;
       if (!has) GTEST_SKIP() << "no AVX512_BF16 on this CPU, DWCONV_ISA caps it below AVX-512, or the compiler lacks it (DWCONV_HAVE_BF16DP)";
       for (auto [out, kernel] : {std::pair{&out_dp, dp}, std::pair{&out_ref, fwd ? "cpu_fwd_nhwc_generic" : "cpu_dgrad_nhwc_generic"}}) {
         (fwd ? p.output : p.grad_input) = out->data();
