@@ -832,9 +832,10 @@ struct Bf16DpPlan {
 // quarters of the 1 MiB (or larger) L2 of every CPU with AVX512_BF16
 // (Cooper Lake, Sapphire Rapids and later, Zen 4 and later). Blocks of
 // all channels read whole pixels and let the next rows be prefetched as one
-// span; at 256 KiB (384 x 64x64 k5 / k7 in blocks of 128 channels) they were
-// 0.75-0.85x of this, and past the L2 (1.25 MiB at k11) 0.7x. Zen 4, bf16,
-// batch 1, 2 threads, interleaved runs.
+// span; at 256 KiB (384 x 64x64 k5 / k7 in blocks of 128 channels) they
+// were 0.83-0.86x of whole blocks, and a 1 MiB budget took s001 k11's 1.25
+// MiB window past the L2: 0.68x of 256 KiB. Zen 4, bf16, batch 1, 2
+// threads, interleaved runs (session 19 results, table 6).
 constexpr size_t kBf16DpBudget = 768 * 1024;
 // Windows past this even at one vector per block (1D rows of tens of
 // thousands of pixels) are left to the NHWC core's column blocks.

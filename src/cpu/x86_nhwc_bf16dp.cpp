@@ -18,7 +18,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -28,16 +27,13 @@
 #include "cpu/simd_plan.h"
 #include "hwy/targets.h"
 
-#if defined(DWCONV_HAVE_BF16DP)
-#define DWCONV_BF16DP 1
+#ifdef DWCONV_HAVE_BF16DP
 #include <immintrin.h>
-#else
-#define DWCONV_BF16DP 0
 #endif
 
 namespace dwconv::cpu {
 
-#if DWCONV_BF16DP
+#ifdef DWCONV_HAVE_BF16DP
 namespace {
 
 using simd::Bf16DpPlan;
@@ -343,10 +339,7 @@ void run(const Params& p, Direction dir) {
     for (int64_t vg = 0; vg < pl.nv; ++vg) {
       ArrangePairs(pl, w, flip, wpairs, vg);
       if (b)
-        for (int64_t c = vg * 16; c < vg * 16 + 16; ++c) {
-          const uint32_t bits = uint32_t(b[c]) << 16;
-          std::memcpy(bias + c, &bits, 4);
-        }
+        for (int64_t c = vg * 16; c < vg * 16 + 16; ++c) bias[c] = to_f32(bf16{b[c]});
     }
     auto* scratch = reinterpret_cast<uint32_t*>(sh.ws.get(omp_get_thread_num()));
 #pragma omp for schedule(static) nowait
@@ -400,7 +393,7 @@ std::vector<Kernel> x86_nhwc_bf16dp_kernels() {
            [](const Params& p) { return workspace(p, Direction::grad_input); }}};
 }
 
-#else  // not x86-64 GCC / Clang: no such kernels
+#else  // a compiler without AVX512_BF16 (the CMake check): no such kernels
 
 std::vector<Kernel> x86_nhwc_bf16dp_kernels() { return {}; }
 
