@@ -587,6 +587,9 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // batch 1 0.86-1.52x (1.16x); AVX2 on the same machine 1.45x / 1.20x.
   best.pairs = !g.f32 && !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 32 == 0 && best.cb % 32 == 0 &&
                g.dw == 1 && g.src_w * g.c <= 16384 && ((stride1 && (g.kh * g.kw <= 9 || halo_bound)) || short_rows);
+  // Narrow mode needs rows too short for a pixel group of 8 (else the
+  // register window's 0.4-0.6 loads per FMA win) and 3 of them for a tile.
+  best.narrow = best.in_place && stride1 && g.out_w < g.kw && no_pad_cols && g.dh == 1 && g.out_w < 8 && g.out_h >= 3;
   if (best.in_place || best.pairs) {
     best.scratch_floats = 16;  // no copy: the scratch goes unused
     // So does its budget, which cut the rows into column blocks (384 x
@@ -604,7 +607,12 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
     // one task): the fewest even column blocks that make the tasks a
     // multiple of the threads.
     const int64_t window = ((g.kh - 1) * g.dh + 1) * wp_full * round_up(g.c, 16);
-    int64_t nbx = window > 2 * kNhwcBudget ? ceil_div(window, 2 * kNhwcBudget) : 1;
+    // Not narrow mode's rows, whose tiles are 3 columns wide: the seeds'
+    // 110x110 kernel on 32 x 112x112 was cut into single columns (3 chains
+    // per tile, weights arranged per column). Zen 4, 2 threads, 5
+    // interleaved runs (minima): 0.367 -> 0.195 ms at batch 1, 3.18 ->
+    // 2.28 ms at batch 16.
+    int64_t nbx = window > 2 * kNhwcBudget && !best.narrow ? ceil_div(window, 2 * kNhwcBudget) : 1;
     const int64_t units = n * g.out_h, t = std::max(threads, 1);
     if (g.out_h == 1 && units < 4 * t) nbx = round_up(nbx, t / std::gcd(units, int64_t(t)));
     if (nbx > 1) {
@@ -612,9 +620,6 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
       best.wp = (best.bw - 1) * g.sw + (g.kw - 1) * g.dw + 1;
     }
   }
-  // Narrow mode needs rows too short for a pixel group of 8 (else the
-  // register window's 0.4-0.6 loads per FMA win) and 3 of them for a tile.
-  best.narrow = best.in_place && stride1 && g.out_w < g.kw && no_pad_cols && g.dh == 1 && g.out_w < 8 && g.out_h >= 3;
   best.narrow_row_weights = best.narrow && n == 1 && g.out_h <= 3 && g.out_w <= 3;
   best.clipped = (best.in_place || best.pairs) && short_rows && !best.narrow;
   if (best.clipped) {

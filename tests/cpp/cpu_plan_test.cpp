@@ -189,6 +189,17 @@ TEST(CpuNhwcPlan, NarrowShapesOfTheIsaTest) {
   // Tap rows arranged per tile: batch 1 and a 3x3 output only.
   EXPECT_TRUE(forward_plan(shapes[2], 2).narrow_row_weights);
   EXPECT_FALSE(forward_plan(shapes[0], 2).narrow_row_weights);
+  // The seeds' 110x110 kernel on 112x112 (a 3x3 output): its window of all
+  // channels is past the in-place column split's limit, which must not cut
+  // narrow tiles into single columns (3 chains each, weights arranged per
+  // column: 2.7x slower).
+  for (int64_t n : {1, 16})
+    for (int t = 1; t <= 3; ++t) {
+      const NhwcPlan p = forward_plan(conv2d_shape(n, 32, 112, 112, 110, 110, 1, 0), t);
+      EXPECT_TRUE(p.narrow) << "batch " << n << " threads " << t;
+      EXPECT_EQ(p.nbx, 1) << "batch " << n << " threads " << t;
+      EXPECT_EQ(p.bw, 3) << "batch " << n << " threads " << t;
+    }
 }
 
 TEST(CpuNhwcPlan, PairModeForBf16) {
