@@ -6,6 +6,8 @@
 #include <cstring>
 #include <mutex>
 
+#include <unistd.h>
+
 #include "dwconv/dwconv.h"
 #include "hwy/highway.h"
 #include "hwy/targets.h"
@@ -85,6 +87,17 @@ void force_target(const char* name) {
 int64_t allowed_target_bits() { return cpu_bits() & HWY_TARGETS & cap(); }
 
 bool cap_allows(int64_t bit) { return (cap() & bit) != 0; }
+
+int64_t l2_cache_bytes() {
+  static const int64_t bytes = [] {
+    int64_t v = 0;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return v > 0 ? v : int64_t(512) * 1024;
+  }();
+  return bytes;
+}
 
 std::string active_target() {
   const int64_t a = allowed_target_bits();

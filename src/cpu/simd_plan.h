@@ -11,6 +11,7 @@
 #include <numeric>
 
 #include "core/common.h"
+#include "cpu/isa.h"
 
 namespace dwconv::cpu::simd {
 
@@ -413,9 +414,12 @@ constexpr int64_t kNhwcGroup = 128;
 // budget; past this (dilations near simd_geometry's limit of 64 with large
 // kernels) the generic kernel, which needs no scratch, takes the shape.
 constexpr int64_t kNhwcMaxScratch = 16 * 1024 * 1024;
+// Floats of scratch per thread that whole rows of all channels may take
+// instead of column blocks: 3/4 of L2 (see plan_nhwc), never below kNhwcBudget.
+inline int64_t nhwc_row_budget() { return std::max(kNhwcBudget, cpu::l2_cache_bytes() * 3 / 16); }
 // The largest column block whose window of `slots` rows x cbp channels fits
-// the budget (0 if not even one output column does).
-inline NhwcPlan plan_nhwc_cb(const NhwcGeom& g, int64_t cb) {
+// `budget` (0 if not even one output column does).
+inline NhwcPlan plan_nhwc_cb(const NhwcGeom& g, int64_t cb, int64_t budget = kNhwcBudget) {
   NhwcPlan p;
   p.g = g;
   // An odd number of 64-byte lines per tap, so that a tap's weights and
@@ -434,7 +438,7 @@ inline NhwcPlan plan_nhwc_cb(const NhwcGeom& g, int64_t cb) {
   p.slots = (g.kh - 1) * g.dh + 1;
   // NCHW stages an output row of the block as well (a 1D row of 2048
   // pixels at 32 channels: scratch and stage 256 KB each, and L2 thrashed).
-  const int64_t max_px = kNhwcBudget / (p.cbp * (p.slots + (g.nchw ? 1 : 0)));
+  const int64_t max_px = budget / (p.cbp * (p.slots + (g.nchw ? 1 : 0)));
   p.bw = max_px < ext_w ? 0 : std::min(g.out_w, (max_px - ext_w) / g.sw + 1);
   p.nbx = p.bw > 0 ? ceil_div(g.out_w, p.bw) : 0;
   p.wp = p.bw > 0 ? (p.bw - 1) * g.sw + ext_w : 0;
@@ -500,6 +504,20 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
       best.wp = (best.bw - 1) * g.sw + (g.kw - 1) * g.dw + 1;
       best.scratch_floats = round_up(best.slots * best.wp * best.cbp + 64, 16);
     }
+  }
+  // Whole rows of all channels where the budget cut the rows into column
+  // blocks but their window fits 3/4 of L2 (Zen 4's 1 MiB: 384 x 64x64 at
+  // k5 and k7 had blocks of 30, 30 and 4 columns, each copying its halo,
+  // the last at a fraction of the rate). Zen 4, 2 threads, 3-4 interleaved
+  // runs (minima), two sets: the seeds' 384 x 64x64 k7 forward 1.22-1.31x
+  // at batch 1, 384 x 32x32 5x7 1.11-1.17x, 384 x 64x64 k5 1.00-1.05x;
+  // at batch 16 1.04-1.12x; grad-input at batch 1 1.10-1.24x. Channel blocks raised the same way where no
+  // column block was cut (SLaK's 192 x 28x28 5x49: 192 channels, not 128)
+  // were 0.92x, so only column blocks are undone. Unmeasured on a smaller
+  // L2 (Zen 3's 512 KiB gives 96K floats, taking fewer shapes).
+  if (!g.nchw && best.nbx > 1) {
+    const NhwcPlan rows = plan_nhwc_cb(g, g.c, nhwc_row_budget());
+    if (rows.nbx == 1) best = rows;
   }
   // Small images: the whole padded height at full width in the budget, with
   // as many channels per block as the rolling plan: whole mode (see

@@ -82,7 +82,8 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(1, 48, 12, 12, 3, 3, 1, 2, 2),    // dilation 2
       conv2d_shape(1, 16, 6, 5, 3, 3, 1, 4),         // padding beyond the kernel (grad-input: negative)
       conv2d_shape(1, 136, 7, 7, 3, 3, 1, 1),        // whole-image mode, channel groups
-      conv2d_shape(1, 1024, 4, 40, 3, 3, 1, 1),      // fp32 in place: whole rows; bf16: the copy's column blocks
+      conv2d_shape(1, 1024, 4, 40, 3, 3, 1, 1),      // fp32 in place: whole rows; bf16: the copy, whole rows in L2
+      conv2d_shape(1, 1024, 3, 260, 3, 3, 1, 1),     // bf16: the copy's column blocks (past 3/4 of a 4 MiB L2)
       conv2d_shape(1, 32, 3, 2, 3, 3, 1, 1),         // no interior column
       conv1d_shape(2, 32, 50, 4, 1, 0, 1, 1, true),  // causal
       conv1d_shape(1, 48, 203, 4, 1, 0, 1, 1, true), // batch 1 in place: column blocks per thread
@@ -91,6 +92,7 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(2, 16, 20, 9, 7, 7, 1, 0),        // the same, 14x3 output (the scratch copy at bf16)
       conv2d_shape(1, 48, 12, 12, 10, 10, 1, 0),     // 3x3: one tile per block, weights arranged by tap row
       conv2d_shape(1, 32, 7, 20, 5, 5, 1, 2),        // 5x5 in place (1-2 rows per task): edge columns
+      conv2d_shape(1, 256, 9, 40, 7, 7, 1, 3),       // the copy's whole rows within 3/4 of L2 (else column blocks)
       // Edge-clipped tiles of short rows (cpu_plan_test pins the mode).
       conv2d_shape(1, 48, 7, 7, 7, 7, 1, 3),
       conv2d_shape(2, 32, 14, 13, 5, 5, 1, 2),

@@ -202,6 +202,29 @@ TEST(CpuNhwcPlan, NarrowShapesOfTheIsaTest) {
     }
 }
 
+// Where kNhwcBudget cuts the copy's rows into column blocks, whole rows of
+// all channels take their place if their window fits nhwc_row_budget() (3/4
+// of this machine's L2): the seeds' 384 x 64x64 k5 / k7 and 384 x 32x32
+// 5x7, and cpu_isa_test's 256 x 9x40 k7.
+TEST(CpuNhwcPlan, WholeRowsWithinL2) {
+  EXPECT_GE(cpu::simd::nhwc_row_budget(), cpu::simd::kNhwcBudget);
+  Shape demo = conv2d_shape(1, 384, 32, 32, 5, 7, 1, 0);
+  demo = padded(demo, 2, 2, 3, 3);
+  const Shape shapes[] = {conv2d_shape(1, 384, 64, 64, 5, 5, 1, 2), conv2d_shape(1, 384, 64, 64, 7, 7, 1, 3), demo,
+                          conv2d_shape(1, 256, 9, 40, 7, 7, 1, 3)};
+  for (const Shape& s : shapes) {
+    const int64_t window = s.kh * (s.w + s.kw - 1) * s.c;
+    ASSERT_GT(window, cpu::simd::kNhwcBudget) << s.str();  // column blocks at the base budget
+    const bool fits = window <= cpu::simd::nhwc_row_budget();
+    for (int t = 1; t <= 3; ++t) {
+      const NhwcPlan p = forward_plan(s, t);
+      EXPECT_FALSE(p.in_place) << s.str();
+      EXPECT_EQ(p.nbx == 1 && p.cb == s.c, fits) << s.str() << " threads " << t << " budget "
+                                                   << cpu::simd::nhwc_row_budget();
+    }
+  }
+}
+
 TEST(CpuNhwcPlan, PairModeForBf16) {
   // bf16 reads in place in pairs where fp32 reads in place, given whole
   // blocks of 32 channels, dilation 1 along W and rows of <= 16K elements.
@@ -270,12 +293,19 @@ TEST(CpuNhwcPlan, SingleRowsSplitByColumnsForTheThreads) {
 
 TEST(CpuNhwcPlan, ColumnBlocksOnlyForTheCopy) {
   // cpu_isa_test's 1024 x 4x40 k3: fp32 reads whole rows in place, bf16
-  // (rows of 40K elements, no pair mode) copies them in column blocks.
-  const Shape s = conv2d_shape(1, 1024, 4, 40, 3, 3, 1, 1);
+  // (rows of 40K elements, no pair mode) copies them, in whole rows where
+  // their window of 3 x 42 x 1024 floats fits nhwc_row_budget() (3/4 of
+  // L2), else in column blocks; its 1024 x 3x260 k3 (805K floats) copies
+  // them in column blocks up to a 4 MiB L2.
+  const Shape s = conv2d_shape(1, 1024, 4, 40, 3, 3, 1, 1), wide = conv2d_shape(1, 1024, 3, 260, 3, 3, 1, 1);
+  ASSERT_GT(3 * 262 * 1024, cpu::simd::nhwc_row_budget()) << "cpu_isa_test no longer has column blocks";
   for (int t = 1; t <= 3; ++t) {
     const NhwcPlan f = forward_plan(s, t), b = forward_plan(s, t, /*f32=*/false);
     EXPECT_TRUE(f.in_place && f.nbx == 1 && f.bw == 40) << "threads " << t;
-    EXPECT_TRUE(!b.in_place && !b.pairs && b.nbx > 1) << "threads " << t;
+    EXPECT_TRUE(!b.in_place && !b.pairs) << "threads " << t;
+    EXPECT_EQ(b.nbx > 1, 3 * 42 * 1024 > cpu::simd::nhwc_row_budget()) << "threads " << t;
+    const NhwcPlan bw = forward_plan(wide, t, /*f32=*/false);
+    EXPECT_TRUE(!bw.in_place && !bw.pairs && bw.nbx > 1) << "threads " << t;
   }
   const NhwcPlan big = forward_plan(conv2d_shape(1, 384, 64, 64, 3, 3, 1, 1), 2);
   EXPECT_TRUE(big.in_place && big.nbx == 1 && big.ry == 32);
