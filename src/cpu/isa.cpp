@@ -1,6 +1,7 @@
 // Target capping for Highway dynamic dispatch; see isa.h.
 #include "cpu/isa.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -94,7 +95,9 @@ int64_t l2_cache_bytes() {
 #ifdef _SC_LEVEL2_CACHE_SIZE
     v = sysconf(_SC_LEVEL2_CACHE_SIZE);
 #endif
-    return v > 0 ? v : int64_t(512) * 1024;
+    // Clamped to what cache-size-dependent plans were measured around:
+    // some VMs report no L2, or the host's, or a shared cache's size.
+    return v > 0 ? std::clamp<int64_t>(v, int64_t(256) << 10, int64_t(2) << 20) : int64_t(512) << 10;
   }();
   return bytes;
 }

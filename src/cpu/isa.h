@@ -38,9 +38,10 @@ int64_t allowed_target_bits();
 // to save compile time; such code still runs there.
 bool cap_allows(int64_t bit);
 
-// Bytes of L2 cache per core, as the C library reports it (read once), or
-// 512 KiB where it reports none. The NHWC core's plans size their scratch
-// by it (simd_plan.h).
+// Bytes of L2 cache, as the C library reports it (read once), clamped to
+// 256 KiB - 2 MiB, or 512 KiB where it reports none. The NHWC core's plans
+// size their scratch by it (simd_plan.h). Assumes one thread per core (two
+// hyperthreads would share it).
 int64_t l2_cache_bytes();
 
 }  // namespace dwconv::cpu

@@ -324,6 +324,7 @@ struct NhwcGeom {
   int64_t cin, m;
   bool nchw = false;
   bool f32 = false;  // fp32 storage: the in-place mode can read the source as it is
+  bool flipped = false;  // grad-input: the kernel is flipped (no narrow mode)
 };
 inline NhwcGeom nhwc_forward(const Shape& s) {
   return {s.h,     s.w,     s.out_h(),   s.out_w(),  s.out_c(), s.kh, s.kw, s.stride_h, s.stride_w,
@@ -337,7 +338,7 @@ inline NhwcGeom nchw_blocked_forward(const Shape& s) {
 }
 inline NhwcGeom nhwc_grad_input(const Shape& s) {
   const int64_t oh = s.out_h(), ow = s.out_w();
-  return {(oh - 1) * s.stride_h + 1,
+  NhwcGeom g{(oh - 1) * s.stride_h + 1,
           (ow - 1) * s.stride_w + 1,
           s.h,
           s.w,
@@ -356,6 +357,8 @@ inline NhwcGeom nhwc_grad_input(const Shape& s) {
           s.stride_w,
           s.c,
           1};
+  g.flipped = true;
+  return g;
 }
 
 inline NhwcGeom nchw_blocked_grad_input(const Shape& s) {
@@ -511,10 +514,14 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // the last at a fraction of the rate). Zen 4, 2 threads, 3-4 interleaved
   // runs (minima), two sets: the seeds' 384 x 64x64 k7 forward 1.22-1.31x
   // at batch 1, 384 x 32x32 5x7 1.11-1.17x, 384 x 64x64 k5 1.00-1.05x;
-  // at batch 16 1.04-1.12x; grad-input at batch 1 1.10-1.24x. Channel blocks raised the same way where no
-  // column block was cut (SLaK's 192 x 28x28 5x49: 192 channels, not 128)
-  // were 0.92x, so only column blocks are undone. Unmeasured on a smaller
-  // L2 (Zen 3's 512 KiB gives 96K floats, taking fewer shapes).
+  // at batch 16 1.04-1.12x; grad-input at batch 1 1.10-1.24x. Channel
+  // blocks raised the same way where no column block was cut (SLaK's 192 x
+  // 28x28 5x49: 192 channels, not 128) were 0.92x, so only plans with
+  // column blocks change (to all channels: 384 x 64x64 k7 had blocks of 256
+  // and 128 as well). The largest channel block whose whole rows fit,
+  // instead of all channels (384 x 64x64 k9-k27, SLaK's 51x5 / 49x5), was
+  // 0.95-1.10x, geomean 1.03x, and not kept. Unmeasured on a smaller L2
+  // (Zen 3's 512 KiB gives 96K floats, taking fewer shapes).
   if (!g.nchw && best.nbx > 1) {
     const NhwcPlan rows = plan_nhwc_cb(g, g.c, nhwc_row_budget());
     if (rows.nbx == 1) best = rows;
@@ -606,8 +613,9 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   best.pairs = !g.f32 && !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 32 == 0 && best.cb % 32 == 0 &&
                g.dw == 1 && g.src_w * g.c <= 16384 && ((stride1 && (g.kh * g.kw <= 9 || halo_bound)) || short_rows);
   // Narrow mode needs rows too short for a pixel group of 8 (else the
-  // register window's 0.4-0.6 loads per FMA win) and 3 of them for a tile.
-  best.narrow = best.in_place && stride1 && g.out_w < g.kw && no_pad_cols && g.dh == 1 && g.out_w < 8 && g.out_h >= 3;
+  // register window's 0.4-0.6 loads per FMA win) and 3 of them for a tile;
+  // it is forward only (its tiles do not flip the kernel).
+  best.narrow = !g.flipped && best.in_place && stride1 && g.out_w < g.kw && no_pad_cols && g.dh == 1 && g.out_w < 8 && g.out_h >= 3;
   if (best.in_place || best.pairs) {
     best.scratch_floats = 16;  // no copy: the scratch goes unused
     // So does its budget, which cut the rows into column blocks (384 x

@@ -93,6 +93,7 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(1, 48, 12, 12, 10, 10, 1, 0),     // 3x3: one tile per block, weights arranged by tap row
       conv2d_shape(1, 32, 7, 20, 5, 5, 1, 2),        // 5x5 in place (1-2 rows per task): edge columns
       conv2d_shape(1, 256, 9, 40, 7, 7, 1, 3),       // the copy's whole rows within 3/4 of L2 (else column blocks)
+      conv2d_shape(1, 32, 5, 5, 7, 7, 1, 6),         // grad-input: output narrower than the kernel, no padding column
       // Edge-clipped tiles of short rows (cpu_plan_test pins the mode).
       conv2d_shape(1, 48, 7, 7, 7, 7, 1, 3),
       conv2d_shape(2, 32, 14, 13, 5, 5, 1, 2),

@@ -192,7 +192,7 @@ TEST(CpuNhwcPlan, NarrowShapesOfTheIsaTest) {
   // The seeds' 110x110 kernel on 112x112 (a 3x3 output): its window of all
   // channels is past the in-place column split's limit, which must not cut
   // narrow tiles into single columns (3 chains each, weights arranged per
-  // column: 2.7x slower).
+  // column: 1.9x slower at batch 1, 2.7x with the data in cache).
   for (int64_t n : {1, 16})
     for (int t = 1; t <= 3; ++t) {
       const NhwcPlan p = forward_plan(conv2d_shape(n, 32, 112, 112, 110, 110, 1, 0), t);
@@ -222,6 +222,35 @@ TEST(CpuNhwcPlan, WholeRowsWithinL2) {
       EXPECT_EQ(p.nbx == 1 && p.cb == s.c, fits) << s.str() << " threads " << t << " budget "
                                                    << cpu::simd::nhwc_row_budget();
     }
+  }
+}
+
+// Narrow mode is forward only: a grad-input geometry with an output
+// narrower than the kernel and no padding column (forward padding (k-1)*d)
+// is an ordinary in-place plan, split into column blocks where its window
+// is long (NhwcConv would not run narrow tiles for it anyway).
+TEST(CpuNhwcPlan, NoNarrowModeForGradInput) {
+  for (int t = 1; t <= 3; ++t) {
+    const cpu::simd::NhwcGeom g = [] {
+      cpu::simd::NhwcGeom q = cpu::simd::nhwc_grad_input(conv2d_shape(1, 2048, 5, 5, 7, 7, 1, 6));
+      q.f32 = true;
+      return q;
+    }();
+    ASSERT_EQ(g.pl, 0);
+    ASSERT_LT(g.out_w, g.kw);
+    const NhwcPlan p = cpu::simd::plan_nhwc(g, 1, t, true);
+    EXPECT_TRUE(p.in_place && !p.narrow) << "threads " << t;
+    const NhwcPlan f = forward_plan(conv2d_shape(1, 2048, 11, 11, 7, 7, 1, 0), t);  // its forward twin
+    EXPECT_TRUE(f.in_place && f.narrow) << "threads " << t;
+  }
+}
+
+// NCHW keeps channel blocks of at most 64 (one row stream per channel)
+// whatever L2 holds.
+TEST(CpuNhwcPlan, NchwBlocksIgnoreTheRowBudget) {
+  for (int k : {5, 7}) {
+    const cpu::simd::NhwcGeom g = cpu::simd::nchw_blocked_forward(conv2d_shape(1, 384, 64, 64, k, k, 1, k / 2));
+    EXPECT_LE(cpu::simd::plan_nhwc(g, 1, 2, true).cb, 64) << "k" << k;
   }
 }
 
