@@ -339,24 +339,24 @@ inline NhwcGeom nchw_blocked_forward(const Shape& s) {
 inline NhwcGeom nhwc_grad_input(const Shape& s) {
   const int64_t oh = s.out_h(), ow = s.out_w();
   NhwcGeom g{(oh - 1) * s.stride_h + 1,
-          (ow - 1) * s.stride_w + 1,
-          s.h,
-          s.w,
-          s.c,
-          s.kh,
-          s.kw,
-          1,
-          1,
-          s.dil_h,
-          s.dil_w,
-          (s.kh - 1) * s.dil_h - s.pad_top,
-          (s.kw - 1) * s.dil_w - s.pad_left,
-          oh,
-          ow,
-          s.stride_h,
-          s.stride_w,
-          s.c,
-          1};
+             (ow - 1) * s.stride_w + 1,
+             s.h,
+             s.w,
+             s.c,
+             s.kh,
+             s.kw,
+             1,
+             1,
+             s.dil_h,
+             s.dil_w,
+             (s.kh - 1) * s.dil_h - s.pad_top,
+             (s.kw - 1) * s.dil_w - s.pad_left,
+             oh,
+             ow,
+             s.stride_h,
+             s.stride_w,
+             s.c,
+             1};
   g.flipped = true;
   return g;
 }
@@ -615,7 +615,8 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // Narrow mode needs rows too short for a pixel group of 8 (else the
   // register window's 0.4-0.6 loads per FMA win) and 3 of them for a tile;
   // it is forward only (its tiles do not flip the kernel).
-  best.narrow = !g.flipped && best.in_place && stride1 && g.out_w < g.kw && no_pad_cols && g.dh == 1 && g.out_w < 8 && g.out_h >= 3;
+  best.narrow = !g.flipped && best.in_place && stride1 && g.out_w < g.kw && no_pad_cols && g.dh == 1 &&
+                g.out_w < 8 && g.out_h >= 3;
   if (best.in_place || best.pairs) {
     best.scratch_floats = 16;  // no copy: the scratch goes unused
     // So does its budget, which cut the rows into column blocks (384 x
