@@ -985,10 +985,9 @@ HWY_INLINE void NhwcNarrowArrangeRow(const simd::NhwcGeom& g, const float* HWY_R
 // gained nothing (0.98-1.03x).
 constexpr int64_t kNarrowAhead = 4;
 template <int R>
-HWY_INLINE void NhwcNarrowPrefetch(const simd::NhwcPlan& pl, const float* xrow, int64_t t, int64_t t_hi, int64_t nv,
+HWY_INLINE void NhwcNarrowPrefetch(const simd::NhwcGeom& g, const float* xrow, int64_t t, int64_t t_hi, int64_t nv,
                                    const float* w, int64_t nc) {
   const int64_t L = int64_t(hn::Lanes(hn::ScalableTag<float>()));
-  const simd::NhwcGeom& g = pl.g;
   if (t + kNarrowAhead < t_hi) {
     const float* xa = xrow + kNarrowAhead * g.src_w * g.cin;
     const int64_t wpx = (R - 1) * g.sw + (g.kw - 1) * g.dw + 1;
@@ -1040,7 +1039,7 @@ void NhwcNarrowTile(const simd::NhwcPlan& pl, const float* HWY_RESTRICT xc, cons
     for (int64_t t = t_lo; t < t_hi; ++t) {
       if (t < g.kh && !wt) NhwcNarrowArrangeRow(g, w + ca * kk, wend, t, cz - ca, wbuf + (t % RY) * g.kw * ldw, ldw);
       const float* xrow = xc + ((top + t) * g.src_w + ox * g.sw - g.pl) * g.cin + ca;
-      NhwcNarrowPrefetch<R>(pl, xrow, t, t_hi, nv, wt ? nullptr : w + ca * kk, cz - ca);
+      NhwcNarrowPrefetch<R>(g, xrow, t, t_hi, nv, wt ? nullptr : w + ca * kk, cz - ca);
       for (int64_t v = 0; v < nv; ++v) {
         const float* wrow[RY];
         for (int r = 0; r < RY; ++r)

@@ -876,8 +876,7 @@ constexpr size_t kBf16DpMaxScratch = 4 * 1024 * 1024;
 constexpr int64_t kBf16DpMaxRows = 256;
 inline bool bf16dp_geometry(const NhwcGeom& g) {
   return g.m == 1 && g.uh == 1 && g.uw == 1 && (g.sw == 1 || g.sw == 2) && g.dw == 1 && g.c % 16 == 0 && !g.nchw &&
-         !g.f32 &&
-         g.kh <= kBf16DpMaxRows;
+         !g.f32 && g.kh <= kBf16DpMaxRows;
 }
 // threads: the balance of rows against channel blocks (1: whole images).
 inline Bf16DpPlan plan_bf16dp(const NhwcGeom& g, int64_t n, int threads) {
