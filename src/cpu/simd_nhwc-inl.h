@@ -237,34 +237,44 @@ HWY_INLINE hn::Vec<hn::ScalableTag<float>> NhwcLoad(const float* HWY_RESTRICT p)
 HWY_INLINE hn::Vec<hn::ScalableTag<float>> NhwcInReg(hn::Vec<hn::ScalableTag<float>> v) { return InReg(v); }
 
 // What a row of the NHWC core prefetches, one step per pixel group (see
-// simd::PrefetchSpan): the next output row, for writing (its stores missed
+// NhwcPrefetchRuns): the next output row, for writing (its stores missed
 // to DRAM one after another inside the compute: mnv2 32x112 k3 N8, 1
 // thread, 1.5 ms with the data in L3, 2.5 ms cold, 1.9 ms with this), and
-// at stride 1 the input rows the next output row copies. Measured and not
+// the input rows the next output row copies (at stride 1) or reads in
+// place (at any stride, pixel by pixel for a block of fewer than all
+// channels). Measured and not
 // kept: into L1 (10-15 % slower at stride 2, two rows of up to 86 KB evicted
 // the window), two or three rows ahead (no gain).
-struct NhwcPrefetch {
-  simd::PrefetchSpan in;
-  // The output row: `opix` more pixels of `obytes` each, `ostride` apart
-  // after the current one (none when the task has all channels: the row is
-  // one contiguous span).
-  simd::PrefetchSpan out;
-  int64_t opix = 0, obytes = 0, ostride = 0;
-  HWY_INLINE void output(const char* first, int64_t pixels, int64_t bytes, int64_t stride, int64_t groups) {
-    if (stride == bytes) bytes *= pixels, pixels = 1;
-    out.set(first, bytes, 1);
-    out.per_step = simd::ceil_div(pixels * simd::ceil_div(bytes, 64) + 1, groups);
-    opix = pixels - 1, obytes = bytes, ostride = stride;
+// Lines of `runs` runs of `bytes`, `stride` apart (one run when they
+// touch), a share per step; WRITE: for writing.
+template <int WRITE>
+struct NhwcPrefetchRuns {
+  const char* p = nullptr;
+  const char* end = nullptr;
+  int64_t left = 0, bytes = 0, stride = 0, per_step = 0;  // left: runs after the current one
+  HWY_INLINE void set(const void* first, int64_t runs, int64_t run_bytes, int64_t run_stride, int64_t steps) {
+    if (run_stride == run_bytes) run_bytes *= runs, runs = 1;
+    p = static_cast<const char*>(first), end = p + run_bytes;
+    per_step = simd::ceil_div(runs * simd::ceil_div(run_bytes, 64) + 1, std::max<int64_t>(1, steps));
+    left = runs - 1, bytes = run_bytes, stride = run_stride;
   }
-  HWY_INLINE void step(int64_t in_lines, int64_t out_lines) {
-    in.step<0>(in_lines);
-    if (opix == 0) return out.step<1>(out_lines);
-    for (int64_t k = 0; k < out_lines && out.p < out.end; ++k) {  // strided: pixel by pixel
-      __builtin_prefetch(out.p, 1, 2);
-      out.p += 64;
-      if (out.p >= out.end && opix > 0) --opix, out.p = out.end - obytes + ostride, out.end = out.p + obytes;
+  HWY_INLINE void step(int64_t lines) {
+    for (int64_t k = 0; k < lines && p < end; ++k) {
+      __builtin_prefetch(p, WRITE, 2);
+      p += 64;
+      if (p >= end && left > 0) --left, p = end - bytes + stride, end = p + bytes;
     }
   }
+};
+struct NhwcPrefetch {
+  NhwcPrefetchRuns<0> in;
+  NhwcPrefetchRuns<1> out;
+  // The output row: `pixels` runs of `bytes`, `stride` apart (one span when
+  // the task has all channels).
+  HWY_INLINE void output(const char* first, int64_t pixels, int64_t bytes, int64_t stride, int64_t groups) {
+    out.set(first, pixels, bytes, stride, groups);
+  }
+  HWY_INLINE void step(int64_t in_lines, int64_t out_lines) { in.step(in_lines), out.step(out_lines); }
   HWY_INLINE void step() { step(in.per_step, out.per_step); }
   HWY_INLINE void rest() { step(int64_t(1) << 40, int64_t(1) << 40); }
 };
@@ -1480,16 +1490,23 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       if (r >= ry || g.nchw) return pf;
       pf.output(reinterpret_cast<const char*>(y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0), bw,
                 nc * int64_t(sizeof(T)), g.c * int64_t(sizeof(T)), groups);
-      // Input at stride 1 only: at stride 2 (two rows of input per output
-      // row) it made mnv2_96x112_s2 25 % slower and effb0 5 %: the
-      // prefetches stall once the misses in flight are at their limit.
-      if (g.sh > 1 || nc != g.cin || g.uh > 1 || g.uw > 1 || iy_lo >= iy_hi) return pf;
+      // The copy's input at stride 1 only: at stride 2 (two rows of input
+      // per output row) it made mnv2_96x112_s2 25 % slower and effb0 5 %:
+      // the prefetches stall once the misses in flight are at their limit.
+      // Rows read in place, at any stride: their loads walk a row's pixels
+      // one channel vector at a time, which no hardware prefetcher
+      // follows. Stride 2 in place lost to the copy without it (0.78-0.96x)
+      // and gains with it (simd_plan.h). Thread-owned channel blocks (7x7
+      // images at batch 1) prefetch their channels of each pixel: Zen 4, 2
+      // threads, 5 runs, 1.04-1.07x.
+      if ((!no_copy && (g.sh > 1 || nc != g.cin)) || g.m != 1 || g.uh > 1 || g.uw > 1 || iy_lo >= iy_hi) return pf;
       const int64_t x_lo = std::max<int64_t>(0, ix0), x_hi = std::min(g.in_w, ix0 + wp);
       if (x_lo >= x_hi) return pf;
       // One span: all the new rows when they are whole, else the first one.
       const bool whole_rows = x_lo == 0 && x_hi == g.in_w;
-      const int64_t elems = whole_rows ? ((iy_hi - iy_lo - 1) * g.src_w + x_hi - x_lo) * g.cin : (x_hi - x_lo) * g.cin;
-      pf.in.set(xn + (iy_lo * g.src_w + x_lo) * g.cin, elems * int64_t(sizeof(T)), groups);
+      const int64_t pixels = whole_rows ? (iy_hi - iy_lo - 1) * g.src_w + x_hi - x_lo : x_hi - x_lo;
+      pf.in.set(xn + (iy_lo * g.src_w + x_lo) * g.cin + c0, pixels, nc * int64_t(sizeof(T)), g.cin * int64_t(sizeof(T)),
+                groups);
       return pf;
     };
     int64_t next_in = base;  // first input row not copied yet

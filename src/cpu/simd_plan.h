@@ -552,8 +552,16 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // Batch 1, 2 threads, against the scratch copy (min of 3 interleaved
   // runs): forward k3 stride 1 1.05-1.28x on every MobileNetV2,
   // EfficientNet-B0 and seed k3 s1 shape but 384x64x64 (0.94x), geomean
-  // 1.10x; grad-input 0.84-1.35x, geomean 1.07x; 1D k4 1.04-1.30x. Stride
-  // 2 (0.82-0.93x), k5 (0.90-1.14x) and k7 (0.88-1.04x) keep the copy.
+  // 1.10x; grad-input 0.84-1.35x, geomean 1.07x; 1D k4 1.04-1.30x. k5
+  // (0.90-1.14x) and k7 (0.88-1.04x) keep the copy.
+  // Stride 2 (both ways, dilation 1) up to 5x5 as well, since its rows
+  // prefetch their input (NhwcConv): it was 0.82-0.93x of the copy without
+  // (session 5; 0.78-0.96x in session 21), while the copy writes and reads
+  // back every input column for half as many outputs as at stride 1. Zen
+  // 4, 2 threads, the 8 stride-2 shapes of MobileNetV2 and EfficientNet-B0,
+  // 4-5 interleaved runs against the previous plan (minima; 14x14 and
+  // smaller outputs in clipped tiles, below): batch 1 1.17-1.61x, batch 16
+  // 1.06-1.60x, 1 thread 1.11-1.73x, AVX2 1.00-1.33x.
   // Also in place: an output narrower than the kernel with no padding
   // column (the seeds' k110 on 112x112, a 3x3 output): row balancing gives
   // each task one output row, so each copied the whole 110-row window for
@@ -582,7 +590,10 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // 16, Zen 4, 2 threads, the 4 such suite shapes (28x28 and 14x14 inputs),
   // 5 interleaved runs against the copy (minima): bf16 0.98-1.73x at batch
   // 1 and 16 (14x14 k3 1.69-1.73x, k5 1.53-1.61x); fp32 k5 1.30-1.38x,
-  // fp32 k3 0.83-0.98x, so fp32 k3 keeps the copy.
+  // fp32 k3 0.83-0.98x. Session 21, with the input prefetched, fp32 k3
+  // too: hot, 1 thread, 14x14 outputs 1.5-1.7x over the copy; cold, 2
+  // threads, 5-6 runs, over the same rows read in place without the tiles:
+  // 14x14 outputs 1.11x (AVX2 0.87-0.94x), 7x7 outputs on AVX2 1.25-1.39x.
   // And kernels wider than 7 on images at most 7 wide (RepLKNet's and
   // SLaK's 13x13 on 7x7), stride 1: NhwcRowStationary's tiles keep a tap
   // row's input columns in registers and skip the padding taps the copy
@@ -594,11 +605,13 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
       g.dw == 1 && g.sw == 1 && g.sh == 1 && g.kw > 7 && g.in_w <= kNhwcStatCols && g.out_w <= kNhwcStatCols;
   const bool short_rows = stationary || (g.out_w <= kNhwcClipCols && g.dw == 1 && g.kh <= 7 &&
                           ((g.sw == 1 && g.sh == 1 && (g.kw == 3 || g.kw == 5 || g.kw == 7)) ||
-                           (g.sw == 2 && g.sh <= 2 && (g.kw == 5 || (g.kw == 3 && !g.f32)))));
+                           (g.sw == 2 && g.sh <= 2 && (g.kw == 3 || g.kw == 5))));
   const bool stride1 = g.sh == 1 && g.sw == 1;
+  const bool stride2 = g.sh == 2 && g.sw == 2 && g.dh == 1 && g.dw == 1 && g.kh <= 5 && g.kw <= 5;
   best.in_place = g.f32 && !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 16 == 0 &&
                   best.cb % 16 == 0 &&
-                  ((stride1 && (g.kh * g.kw <= 9 || halo_bound || (g.out_w < g.kw && no_pad_cols))) || short_rows);
+                  ((stride1 && (g.kh * g.kw <= 9 || halo_bound || (g.out_w < g.kw && no_pad_cols))) || stride2 ||
+                   short_rows);
   // Pair mode: bf16 where fp32 reads in place, at dilation 1 along W, whole
   // blocks of 32 channels (two of the widest vectors), rows of at most 16K
   // elements. Session 8, Sapphire Rapids class Xeon, 2 threads, k3, 3

@@ -104,11 +104,15 @@ std::vector<Shape> isa_shapes() {
       // pair vectors, tiles of 7, 7 and 1; a kernel wider than the row.
       conv2d_shape(2, 64, 6, 15, 3, 3, 1, 1),
       conv2d_shape(1, 64, 6, 5, 7, 7, 1, 3),
-      // Clipped tiles at stride 2: k5 (fp32 two vectors and one; bf16 pairs,
-      // odd sizes), k3 (bf16 only; fp32 copies).
+      // Clipped tiles at stride 2: k5 and k3 (fp32 two vectors and one;
+      // bf16 pairs, odd sizes).
       conv2d_shape(1, 48, 14, 14, 5, 5, 2, 2),
       conv2d_shape(2, 64, 13, 15, 5, 5, 2, 2),
       conv2d_shape(1, 64, 14, 14, 3, 3, 2, 1),
+      conv2d_shape(1, 48, 13, 15, 3, 3, 2, 1),
+      // fp32 in place at stride 2 on rows wider than the tiles: both edge
+      // columns (an odd input width), 5x5 with asymmetric padding below.
+      conv2d_shape(1, 48, 11, 37, 3, 3, 2, 1),
       // Row-flat engine (few channels, vectorised along W x C): weights of
       // 3 / 5 phases, rows of one vector or less (all edge), pairs of
       // output rows sharing kx1 taps, an odd row count (a single last row).
@@ -127,6 +131,9 @@ std::vector<Shape> isa_shapes() {
   Shape in_place_asym = conv2d_shape(2, 64, 10, 17, 2, 3, 1, 0);  // in-place mode, even and asymmetric
   in_place_asym.pad_top = 0, in_place_asym.pad_bottom = 1, in_place_asym.pad_left = 0, in_place_asym.pad_right = 2;
   v.push_back(in_place_asym);
+  Shape s2_asym = conv2d_shape(2, 32, 12, 40, 5, 5, 2, 0);  // 5x5 in place at stride 2
+  s2_asym.pad_top = 2, s2_asym.pad_bottom = 1, s2_asym.pad_left = 1, s2_asym.pad_right = 2;
+  v.push_back(s2_asym);
   // 5x3 in place, asymmetric padding and a dilation along W.
   Shape k53 = conv2d_shape(1, 48, 6, 11, 5, 3, 1, 0);
   k53.pad_top = 2, k53.pad_bottom = 1, k53.pad_left = 1, k53.pad_right = 2, k53.dil_w = 2;

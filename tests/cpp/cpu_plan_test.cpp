@@ -81,7 +81,7 @@ TEST(CpuNhwcPlan, ClippedShortRowsOfTheIsaTest) {
       EXPECT_TRUE(b.clipped && b.pairs && !b.in_place) << "bf16 " << s.str() << " threads " << t;
       EXPECT_EQ(b.nbx * b.ncb, 1) << s.str();
     }
-  // Stride 2: kw 5, and kw 3 in bf16 (cpu_isa_test's shapes).
+  // Stride 2: kw 3 and 5 (cpu_isa_test's shapes).
   Shape s12 = conv2d_shape(1, 32, 9, 20, 3, 3, 1, 1);
   s12.stride_w = 2;
   struct Want {
@@ -91,8 +91,9 @@ TEST(CpuNhwcPlan, ClippedShortRowsOfTheIsaTest) {
   const Want stride2[] = {
       {conv2d_shape(1, 48, 14, 14, 5, 5, 2, 2), true, false},  // 48 channels: no bf16 pairs
       {conv2d_shape(2, 64, 13, 15, 5, 5, 2, 2), true, true},
-      {conv2d_shape(1, 64, 14, 14, 3, 3, 2, 1), false, true},
-      {s12, false, true},
+      {conv2d_shape(1, 64, 14, 14, 3, 3, 2, 1), true, true},
+      {conv2d_shape(1, 48, 13, 15, 3, 3, 2, 1), true, false},
+      {s12, true, true},
   };
   for (const Want& w : stride2)
     for (int t = 1; t <= 3; ++t) {
@@ -100,7 +101,7 @@ TEST(CpuNhwcPlan, ClippedShortRowsOfTheIsaTest) {
       EXPECT_EQ(forward_plan(w.s, t, /*f32=*/false).clipped, w.bf16) << "bf16 " << w.s.str() << " threads " << t;
     }
   const Shape others[] = {
-      conv2d_shape(1, 32, 7, 7, 3, 3, 2, 1),        // stride 2, k3, fp32
+      conv2d_shape(1, 32, 7, 7, 3, 3, 2, 1, 2),     // stride 2, dilation 2
       conv2d_shape(1, 32, 7, 7, 3, 3, 1, 2, 2),     // dilation 2 along W
       conv2d_shape(1, 32, 7, 17, 3, 3, 1, 1),       // 17 columns
       conv2d_shape(1, 32, 7, 8, 9, 9, 1, 4),        // kw 9 on a row of 8 (7 or fewer: stationary tiles)
@@ -341,16 +342,41 @@ TEST(CpuNhwcPlan, ColumnBlocksOnlyForTheCopy) {
 }
 
 TEST(CpuNhwcPlan, CopyWhereInPlaceLost) {
-  // Stride 2, 5x5 with many rows per task, 7x7, multiplier 2 and a channel
-  // count that is not a whole number of vectors keep the copy.
+  // Stride 2 past 5x5 or dilated, 5x5 with many rows per task at stride 1,
+  // 7x7, multiplier 2 and a channel count that is not a whole number of
+  // vectors keep the copy.
   const Shape shapes[] = {
-      conv2d_shape(1, 32, 56, 56, 3, 3, 2, 1),
+      conv2d_shape(1, 32, 56, 56, 7, 7, 2, 3),
+      conv2d_shape(1, 32, 56, 56, 3, 3, 2, 2, 2),
       conv2d_shape(1, 32, 56, 56, 5, 5, 1, 2),
       conv2d_shape(1, 32, 28, 28, 7, 7, 1, 3),
       conv2d_shape(1, 32, 14, 14, 3, 3, 1, 1, 1, 2),
       conv2d_shape(1, 40, 14, 14, 3, 3, 1, 1),
   };
   for (const Shape& s : shapes) EXPECT_FALSE(forward_plan(s, 2).in_place) << s.str();
+}
+
+TEST(CpuNhwcPlan, StrideTwoInPlace) {
+  // fp32 at stride 2 up to 5x5 reads the input in place: rows wider than
+  // the clipped tiles' (the suites' 3x3 and 5x5 on 56x56 and 112x112, and
+  // cpu_isa_test's shapes) whole; rows they take (MobileNetV2's 14x14 and
+  // 7x7 outputs) in clipped tiles. bf16 keeps the copy past the tiles.
+  Shape asym = conv2d_shape(2, 32, 12, 40, 5, 5, 2, 0);
+  asym.pad_top = 2, asym.pad_bottom = 1, asym.pad_left = 1, asym.pad_right = 2;
+  for (const Shape& s : {conv2d_shape(1, 96, 112, 112, 3, 3, 2, 1), conv2d_shape(1, 144, 56, 56, 5, 5, 2, 2),
+                         conv2d_shape(1, 48, 11, 37, 3, 3, 2, 1), asym})
+    for (int t = 1; t <= 3; ++t) {
+      const NhwcPlan p = forward_plan(s, t);
+      EXPECT_TRUE(p.in_place && !p.clipped) << s.str() << " threads " << t;
+      EXPECT_EQ(p.nbx, 1) << s.str();
+      EXPECT_FALSE(forward_plan(s, t, /*f32=*/false).pairs) << "bf16 " << s.str();
+    }
+  for (const Shape& s : {conv2d_shape(1, 192, 28, 28, 3, 3, 2, 1), conv2d_shape(1, 576, 14, 14, 3, 3, 2, 1)})
+    for (int t = 1; t <= 3; ++t) EXPECT_TRUE(forward_plan(s, t).clipped) << s.str() << " threads " << t;
+  // Grad-input at stride 2 upsamples dy: the copy.
+  cpu::simd::NhwcGeom g = cpu::simd::nhwc_grad_input(conv2d_shape(1, 96, 112, 112, 3, 3, 2, 1));
+  g.f32 = true;
+  EXPECT_FALSE(cpu::simd::plan_nhwc(g, 1, 2, true).in_place);
 }
 
 TEST(CpuNhwcPlan, WholeImageAndRowBalancing) {
