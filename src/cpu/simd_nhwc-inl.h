@@ -3,8 +3,8 @@
 // rolling per-thread scratch (fp32, zero padded, channel-vector blocked), so
 // each input row is copied once and the compute needs no bounds checks; at
 // stride 1 a register window of the taps' weights feeds R pixels from
-// R + KW - 1 input loads. In-place mode (fp32 NHWC, stride 1, small
-// kernels: NhwcPlan::in_place) skips the copy and reads the input in place,
+// R + KW - 1 input loads. In-place mode (fp32 NHWC, small kernels at
+// stride 1 or 2: NhwcPlan::in_place) skips the copy and reads the input in place,
 // pixels C floats apart, bounds checking only the padding columns; bf16
 // reads in place in channel pairs (pair mode, NhwcLoadPair). Rows of at
 // most 16 output columns (7x7, 14x14 images) take edge-clipped register
@@ -1455,7 +1455,9 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
         for (int64_t iy = base; iy < base + rows_in; ++iy)
           NhwcCopyRow(pl, xn, xend, iy, ix0, wp, c0, nc, vplane, scratch + (iy - base) * wp * L, true);
       }
-      NhwcPrefetch opf;  // output only: the input is in the scratch already
+      // Output only: the input is in the scratch already, or read in place
+      // unprefetched (small images; in place with a prefetch is untried).
+      NhwcPrefetch opf;
       for (int64_t ca = 0; ca < nc; ca += 8 * L) {
         const int64_t cz = std::min(nc, ca + 8 * L);
         if (g.nchw) {  // the group's rows into the stage, then out as whole planes
@@ -1478,15 +1480,22 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       }
       return;
     }
-    // The source bytes of the rows output row r copies (after r - 1): when
-    // the block holds all channels they are one contiguous span per row (a
-    // narrower block would prefetch the other blocks' channels too).
+    // The source bytes of the rows output row r copies or reads in place
+    // (after r - 1): one contiguous span per row when the block holds all
+    // channels, else a run of the block's channels per pixel.
     NhwcPrefetch pf;
     const int64_t groups = simd::ceil_div(nc, L) * std::max<int64_t>(1, bw / 10);
-    auto prefetch_for = [&](int64_t r) -> NhwcPrefetch& {
+    // first: all the rows of output row r's window, for a task's first row
+    // read in place, which no earlier row prefetched (tasks of one row
+    // prefetched nothing: nhwc_even_rows gives 3 threads 896 of them on 16
+    // x 96x112x112 at stride 2; Zen 4, 3 threads, batch 16, 4 interleaved
+    // runs, the 8 stride-2 rows of MobileNetV2 and EfficientNet-B0: 1.02-1.37x;
+    // 2 threads, batch 1, 0.88-1.06x, geomean 1.02x).
+    auto prefetch_for = [&](int64_t r, bool first = false) -> NhwcPrefetch& {
       pf = NhwcPrefetch();
       const int64_t top = (oy0 + r) * g.sh - g.pt;
-      const int64_t iy_lo = std::max<int64_t>(0, top + ext_h - g.sh), iy_hi = std::min(g.in_h, top + ext_h);
+      const int64_t iy_lo = std::max<int64_t>({0, top, first ? top : top + ext_h - g.sh});
+      const int64_t iy_hi = std::min(g.in_h, top + ext_h);
       if (r >= ry || g.nchw) return pf;
       pf.output(reinterpret_cast<const char*>(y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0), bw,
                 nc * int64_t(sizeof(T)), g.c * int64_t(sizeof(T)), groups);
@@ -1496,13 +1505,14 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       // Rows read in place, at any stride: their loads walk a row's pixels
       // one channel vector at a time, which no hardware prefetcher
       // follows. Stride 2 in place lost to the copy without it (0.78-0.96x)
-      // and gains with it (simd_plan.h). Thread-owned channel blocks (7x7
-      // images at batch 1) prefetch their channels of each pixel: Zen 4, 2
-      // threads, 5 runs, 1.04-1.07x.
+      // and gains with it (simd_plan.h). Channel blocks prefetch their
+      // channels of each pixel: the thread-owned blocks of 7x7 images at
+      // batch 1, Zen 4, 2 threads, 5 runs, 1.04-1.07x (in-place blocks at
+      // stride 2, k5 on rows of 672 channels or more, unmeasured).
       if ((!no_copy && (g.sh > 1 || nc != g.cin)) || g.m != 1 || g.uh > 1 || g.uw > 1 || iy_lo >= iy_hi) return pf;
       const int64_t x_lo = std::max<int64_t>(0, ix0), x_hi = std::min(g.in_w, ix0 + wp);
       if (x_lo >= x_hi) return pf;
-      // One span: all the new rows when they are whole, else the first one.
+      // All the new rows when they are whole, else the first one.
       const bool whole_rows = x_lo == 0 && x_hi == g.in_w;
       const int64_t pixels = whole_rows ? (iy_hi - iy_lo - 1) * g.src_w + x_hi - x_lo : x_hi - x_lo;
       pf.in.set(xn + (iy_lo * g.src_w + x_lo) * g.cin + c0, pixels, nc * int64_t(sizeof(T)), g.cin * int64_t(sizeof(T)),
@@ -1510,6 +1520,7 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       return pf;
     };
     int64_t next_in = base;  // first input row not copied yet
+    if (no_copy) prefetch_for(0, true).rest();
     for (int64_t r = 0; r < ry; ++r) {
       const int64_t top = (oy0 + r) * g.sh - g.pt;
       if (!no_copy)

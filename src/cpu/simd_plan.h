@@ -548,7 +548,8 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
     break;
   }
   // In-place mode: fp32 NHWC at multiplier 1
-  // without upsampling, whole channel vectors, stride 1 and at most 9 taps.
+  // without upsampling, whole channel vectors, stride 1 and at most 9 taps
+  // (more below; stride 2 up to 5x5).
   // Batch 1, 2 threads, against the scratch copy (min of 3 interleaved
   // runs): forward k3 stride 1 1.05-1.28x on every MobileNetV2,
   // EfficientNet-B0 and seed k3 s1 shape but 384x64x64 (0.94x), geomean
@@ -586,7 +587,8 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // 0.97-1.31x (1.11x), batch 16 1.07-2.00x (1.26x). SLaK's 47x5 on 14x14
   // was 0.92x: taller kernels keep the copy, whose channel-vector order
   // keeps a vector's weights in L1 across rows.
-  // At stride 2 (along W; down H 1 or 2) kw 5, and kw 3 in bf16. Session
+  // At stride 2 (along W; down H 1 or 2) kw 3 and 5 (before session 21 kw
+  // 3 in bf16 only). Session
   // 16, Zen 4, 2 threads, the 4 such suite shapes (28x28 and 14x14 inputs),
   // 5 interleaved runs against the copy (minima): bf16 0.98-1.73x at batch
   // 1 and 16 (14x14 k3 1.69-1.73x, k5 1.53-1.61x); fp32 k5 1.30-1.38x,

@@ -76,8 +76,8 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(1, 8, 21, 18, 5, 5, 2, 2),        // NHWC grad-input at stride 2 (upsampled dy)
       conv2d_shape(1, 51, 6, 6, 5, 5, 1, 2),         // NHWC rows of 6: pairs of vectors, a single, a partial
       conv2d_shape(2, 40, 5, 5, 3, 3, 1, 1),         // NHWC rows of 5 at kw = 3
-      // NHWC in-place mode (fp32, C a multiple of 16, stride 1, at most 9 taps, up to 5x5 on few rows per task, or a
-      // narrow valid output):
+      // NHWC in-place mode (fp32, C a multiple of 16, stride 1 and at most 9 taps, up to 5x5 on few rows per task, or
+      // a narrow valid output; stride 2 up to 5x5 below):
       conv2d_shape(2, 32, 9, 23, 3, 3, 1, 1),        // pixel groups, tiles and both edges
       conv2d_shape(1, 48, 12, 12, 3, 3, 1, 2, 2),    // dilation 2
       conv2d_shape(1, 16, 6, 5, 3, 3, 1, 4),         // padding beyond the kernel (grad-input: negative)
@@ -110,9 +110,14 @@ std::vector<Shape> isa_shapes() {
       conv2d_shape(2, 64, 13, 15, 5, 5, 2, 2),
       conv2d_shape(1, 64, 14, 14, 3, 3, 2, 1),
       conv2d_shape(1, 48, 13, 15, 3, 3, 2, 1),
-      // fp32 in place at stride 2 on rows wider than the tiles: both edge
-      // columns (an odd input width), 5x5 with asymmetric padding below.
+      // fp32 in place at stride 2 on rows wider than the tiles: the whole
+      // image with both edge columns (an odd input width), row by row,
+      // channel and column blocks, a 4-wide kernel; 5x5 with asymmetric
+      // padding below.
       conv2d_shape(1, 48, 11, 37, 3, 3, 2, 1),
+      conv2d_shape(1, 48, 40, 40, 3, 3, 2, 1),
+      conv2d_shape(1, 1024, 5, 100, 5, 5, 2, 2),
+      conv2d_shape(1, 32, 9, 35, 4, 4, 2, 1),
       // Row-flat engine (few channels, vectorised along W x C): weights of
       // 3 / 5 phases, rows of one vector or less (all edge), pairs of
       // output rows sharing kx1 taps, an odd row count (a single last row).

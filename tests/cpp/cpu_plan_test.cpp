@@ -363,14 +363,28 @@ TEST(CpuNhwcPlan, StrideTwoInPlace) {
   // 7x7 outputs) in clipped tiles. bf16 keeps the copy past the tiles.
   Shape asym = conv2d_shape(2, 32, 12, 40, 5, 5, 2, 0);
   asym.pad_top = 2, asym.pad_bottom = 1, asym.pad_left = 1, asym.pad_right = 2;
-  for (const Shape& s : {conv2d_shape(1, 96, 112, 112, 3, 3, 2, 1), conv2d_shape(1, 144, 56, 56, 5, 5, 2, 2),
-                         conv2d_shape(1, 48, 11, 37, 3, 3, 2, 1), asym})
+  struct Want {
+    Shape s;
+    bool whole;
+  };
+  // Row by row (the suites' shapes, cpu_isa_test's 48 x 40x40), or the
+  // whole image at once (cpu_isa_test's smaller ones).
+  const Want in_place[] = {{conv2d_shape(1, 96, 112, 112, 3, 3, 2, 1), false},
+                           {conv2d_shape(1, 144, 56, 56, 5, 5, 2, 2), false},
+                           {conv2d_shape(1, 48, 40, 40, 3, 3, 2, 1), false},
+                           {conv2d_shape(1, 48, 11, 37, 3, 3, 2, 1), true},
+                           {asym, true}};
+  for (const Want& w : in_place)
     for (int t = 1; t <= 3; ++t) {
-      const NhwcPlan p = forward_plan(s, t);
-      EXPECT_TRUE(p.in_place && !p.clipped) << s.str() << " threads " << t;
-      EXPECT_EQ(p.nbx, 1) << s.str();
-      EXPECT_FALSE(forward_plan(s, t, /*f32=*/false).pairs) << "bf16 " << s.str();
+      const NhwcPlan p = forward_plan(w.s, t);
+      EXPECT_TRUE(p.in_place && !p.clipped) << w.s.str() << " threads " << t;
+      EXPECT_EQ(p.whole, w.whole) << w.s.str() << " threads " << t;
+      EXPECT_EQ(p.nbx * p.ncb, 1) << w.s.str();
+      EXPECT_FALSE(forward_plan(w.s, t, /*f32=*/false).pairs) << "bf16 " << w.s.str();
     }
+  // Channel and column blocks (cpu_isa_test's 1024 x 5x100 k5).
+  const NhwcPlan blocks = forward_plan(conv2d_shape(1, 1024, 5, 100, 5, 5, 2, 2), 2);
+  EXPECT_TRUE(blocks.in_place && !blocks.whole && blocks.ncb > 1 && blocks.nbx > 1);
   for (const Shape& s : {conv2d_shape(1, 192, 28, 28, 3, 3, 2, 1), conv2d_shape(1, 576, 14, 14, 3, 3, 2, 1)})
     for (int t = 1; t <= 3; ++t) EXPECT_TRUE(forward_plan(s, t).clipped) << s.str() << " threads " << t;
   // Grad-input at stride 2 upsamples dy: the copy.
