@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 
@@ -98,6 +99,30 @@ int64_t l2_cache_bytes() {
     // Clamped to what cache-size-dependent plans were measured around:
     // some VMs report no L2, or the host's, or a shared cache's size.
     return v > 0 ? std::clamp<int64_t>(v, int64_t(256) << 10, int64_t(2) << 20) : int64_t(512) << 10;
+  }();
+  return bytes;
+}
+
+static std::atomic<int64_t> llc_override{0};  // override_llc_bytes
+
+void override_llc_bytes(int64_t bytes) { llc_override.store(bytes); }
+
+int64_t llc_bytes() {
+  if (const int64_t o = llc_override.load(); o > 0) return o;
+  static const int64_t bytes = [] {
+    // sysfs first: some VMs' sysconf reports the whole socket's L3.
+    if (FILE* f = std::fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r")) {
+      long kib = 0;
+      char unit = 0;
+      const int got = std::fscanf(f, "%ld%c", &kib, &unit);
+      std::fclose(f);
+      if (got >= 1 && kib > 0) return int64_t(kib) << (unit == 'M' ? 20 : 10);
+    }
+    int64_t v = 0;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+    v = sysconf(_SC_LEVEL3_CACHE_SIZE);
+#endif
+    return v > 0 ? v : int64_t(32) << 20;
   }();
   return bytes;
 }

@@ -44,6 +44,15 @@ bool cap_allows(int64_t bit);
 // hyperthreads would share it).
 int64_t l2_cache_bytes();
 
+// Bytes of the last-level cache (sysfs's index3, else sysconf's L3, else
+// 32 MiB), read once. A call whose data exceeds it leaves no output in the
+// cache for the next layer, so the NHWC core streams that output past the
+// cache (NhwcPlan::stream).
+int64_t llc_bytes();
+// Tests: plan as if the last-level cache held `bytes` (0: what the machine
+// reports again).
+void override_llc_bytes(int64_t bytes);
+
 }  // namespace dwconv::cpu
 
 // Index into a HWY_EXPORT table for the allowed targets. A macro so that it

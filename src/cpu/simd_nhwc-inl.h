@@ -206,6 +206,7 @@ struct NhwcRows {
   int64_t i_lo, i_hi, i_step;
   int64_t ostride;  // output pixel pitch: C (NHWC), or the NCHW stage's
   int64_t pix = 0;  // in-place mode: pixel pitch of the input (C)
+  bool stream = false;  // NhwcPlan::stream: full vectors of the output in streaming stores
   template <bool IN_PLACE>
   HWY_INLINE int64_t offset(int64_t i, int64_t dh) const {
     int64_t s = rel0 + i * dh;
@@ -400,6 +401,12 @@ HWY_INLINE void NhwcPixels(const simd::NhwcPlan& pl, const float* HWY_RESTRICT v
     NhwcPixelsStrided<R, KW, IN_PLACE>(pl, vs, rows, wt, px0, acc);
   }
   const int64_t C = rows.ostride;
+  if constexpr (std::is_same_v<T, float>) {
+    if (rows.stream) {  // whole vectors, 64-byte aligned (NhwcConv)
+      for (int r = 0; r < R; ++r) hn::Stream(acc[r], d, yrow + (px0 + r) * C);
+      return;
+    }
+  }
   if (nvalid >= L) {
     for (int r = 0; r < R; ++r) StoreF(d, acc[r], yrow + (px0 + r) * C);
   } else {
@@ -1291,6 +1298,10 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
   // What reads the input itself, no scratch copy: in-place mode and the
   // clipped tiles (fp32 in place, or bf16 in pairs).
   const bool no_copy = in_place || pl.clipped;
+  // Streaming stores need every output vector aligned: C a multiple of the
+  // vector (plan_nhwc) and the tensor on a 64-byte boundary.
+  const bool stream = std::is_same_v<T, float> && pl.stream && (reinterpret_cast<uintptr_t>(y) & 63) == 0 &&
+                      int64_t(hn::Lanes(hn::ScalableTag<float>())) * int64_t(sizeof(float)) <= 64;
   // In-place mode: output columns [int_lo, int_hi) of the image read no padding.
   const int64_t last_tap = (g.kw - 1) * g.dw;
   const int64_t int_lo = g.pl <= 0 ? 0 : simd::ceil_div(g.pl, g.sw);
@@ -1349,6 +1360,7 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
     auto row_all_c = [&](int64_t r, int64_t ca, int64_t cz, NhwcPrefetch& pf, int64_t srow = 0,
                          int64_t spitch = 0) {
       NhwcRows rows = rows_of(r);
+      rows.stream = stream;
       auto run_with = [&](auto in_place_tag, const float* src, int64_t splane, int64_t cols, auto* yrow) {
         constexpr bool kInPlace = decltype(in_place_tag)::value;
         if constexpr (kInPlace) {  // at most 9 taps, or up to 5x5 (plan_nhwc)
@@ -1497,7 +1509,8 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       const int64_t iy_lo = std::max<int64_t>({0, top, first ? top : top + ext_h - g.sh});
       const int64_t iy_hi = std::min(g.in_h, top + ext_h);
       if (r >= ry || g.nchw) return pf;
-      pf.output(reinterpret_cast<const char*>(y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0), bw,
+      if (!stream)  // a prefetch for writing would bring the lines in
+        pf.output(reinterpret_cast<const char*>(y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0), bw,
                 nc * int64_t(sizeof(T)), g.c * int64_t(sizeof(T)), groups);
       // The copy's input at stride 1 only: at stride 2 (two rows of input
       // per output row) it made mnv2_96x112_s2 25 % slower and effb0 5 %:
@@ -1551,6 +1564,10 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
   // the team at each one, a futex syscall).
 #pragma omp for schedule(dynamic, 1) nowait
   for (int64_t task = 0; task < tasks; ++task) run_task(task);
+#if HWY_ARCH_X86
+  // Streaming stores are weakly ordered: visible before the region ends.
+  if (stream) __builtin_ia32_sfence();
+#endif
 }
 
 }  // namespace dwconv::cpu::HWY_NAMESPACE

@@ -19,6 +19,7 @@
 
 #include "core/common.h"
 #include "cpu/isa.h"
+#include "cpu/simd_plan.h"
 #include "dwconv/check.h"
 #include "dwconv/kernels.h"
 
@@ -277,6 +278,47 @@ TEST_P(CpuIsa, SimdVariantsOnOwnedChannelBlocks) {
   const std::vector<Shape> shapes = owned_shapes();
   for (size_t i = 0; i < shapes.size(); ++i)
     for (uint64_t t = 0; t < 3; ++t) check_simd_variants(GetParam(), shapes[i], 402 + 3 * i + t, runs);
+}
+
+// Streaming stores (NhwcPlan::stream: in-place rows of calls whose data
+// exceeds the last-level cache, here made 64 KiB): the output, poisoned
+// with NaN and 64-byte aligned, must equal bitwise what plain stores give
+// (the same output one float off alignment, where streaming is off), which
+// the other tests check against the reference. Pixel groups and tails,
+// edge columns, stride 2, 1D, channel blocks, 1-3 threads.
+TEST_P(CpuIsa, StreamingStoresEqualPlainStores) {
+  struct LlcOverride {
+    LlcOverride() { cpu::override_llc_bytes(64 << 10); }
+    ~LlcOverride() { cpu::override_llc_bytes(0); }
+  } small_llc;
+  const Shape shapes[] = {conv2d_shape(2, 32, 64, 61, 3, 3, 1, 1), conv2d_shape(1, 48, 40, 40, 3, 3, 2, 1),
+                          conv2d_shape(1, 1024, 5, 100, 5, 5, 2, 2), conv1d_shape(1, 64, 3000, 4, 1, 0, 1, 1, true)};
+  int streamed = 0;
+  for (const Shape& s : shapes)
+    for (int threads = 1; threads <= 3; ++threads) {
+      SCOPED_TRACE(s.str() + " threads " + std::to_string(threads));
+      cpu::simd::NhwcGeom g = cpu::simd::nhwc_forward(s);
+      g.f32 = true;
+      streamed += cpu::simd::plan_nhwc(g, s.n, threads, true).stream;
+      std::mt19937_64 rng(threads);
+      std::vector<unsigned char> x, w, b;
+      fill(DType::f32, x, s.input_elems(), rng);
+      fill(DType::f32, w, s.weight_elems(), rng);
+      fill(DType::f32, b, s.out_c(), rng);
+      const size_t out = size_t(s.output_elems());
+      std::vector<float> buf(out + 32, std::numeric_limits<float>::quiet_NaN());
+      float* aligned = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+      std::vector<float> plain_buf(out + 32, std::numeric_limits<float>::quiet_NaN());
+      float* plain = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(plain_buf.data()) + 63) & ~uintptr_t(63)) + 1;
+      for (float* y : {aligned, plain}) {
+        Params p;
+        p.shape = s, p.layout = Layout::nhwc, p.threads = threads, p.kernel = "cpu_fwd_nhwc_vec";
+        p.input = x.data(), p.weight = w.data(), p.bias = b.data(), p.output = y;
+        forward(p);
+      }
+      EXPECT_EQ(0, std::memcmp(aligned, plain, out * sizeof(float)));
+    }
+  EXPECT_EQ(streamed, 12);  // every shape and thread count streams (the plan)
 }
 
 // The bf16 dot-product kernels (x86_nhwc_bf16dp.cpp: AVX512_BF16 CPUs, the

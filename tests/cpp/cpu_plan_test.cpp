@@ -393,6 +393,31 @@ TEST(CpuNhwcPlan, StrideTwoInPlace) {
   EXPECT_FALSE(cpu::simd::plan_nhwc(g, 1, 2, true).in_place);
 }
 
+TEST(CpuNhwcPlan, StreamingStoresPastTheLastLevelCache) {
+  // Streaming stores for in-place rows (not whole images, not clipped
+  // tiles, forward only) when the call's input and output exceed the
+  // last-level cache: 16 x 96x112x112 at stride 2 holds 96 MB.
+  const Shape big = conv2d_shape(16, 96, 112, 112, 3, 3, 2, 1);
+  struct LlcOverride {
+    explicit LlcOverride(int64_t b) { cpu::override_llc_bytes(b); }
+    ~LlcOverride() { cpu::override_llc_bytes(0); }
+  };
+  {
+    LlcOverride llc(int64_t(32) << 20);
+    EXPECT_TRUE(forward_plan(big, 2).stream);
+    EXPECT_FALSE(forward_plan(conv2d_shape(1, 96, 112, 112, 3, 3, 2, 1), 2).stream);  // 6 MB
+    EXPECT_FALSE(forward_plan(big, 2, /*f32=*/false).stream);                          // bf16: no in place
+    EXPECT_FALSE(forward_plan(conv2d_shape(16, 96, 112, 112, 7, 7, 1, 3), 2).stream);  // the copy
+    EXPECT_FALSE(forward_plan(conv2d_shape(4096, 960, 7, 7, 3, 3, 1, 1), 2).stream);   // clipped tiles
+    cpu::simd::NhwcGeom g = cpu::simd::nhwc_grad_input(conv2d_shape(16, 96, 112, 112, 3, 3, 1, 1));
+    g.f32 = true;
+    EXPECT_TRUE(cpu::simd::plan_nhwc(g, 16, 2, true).in_place);
+    EXPECT_FALSE(cpu::simd::plan_nhwc(g, 16, 2, true).stream);
+  }
+  LlcOverride huge(int64_t(1) << 30);
+  EXPECT_FALSE(forward_plan(big, 2).stream);
+}
+
 TEST(CpuNhwcPlan, WholeImageAndRowBalancing) {
   // 136 channels of a 7x7 image fit whole (not whole vectors: not in
   // place); batch 1 splits rows for the threads.
