@@ -111,7 +111,12 @@ int64_t llc_bytes() {
   if (const int64_t o = llc_override.load(); o > 0) return o;
   static const int64_t bytes = [] {
     // sysfs first: some VMs' sysconf reports the whole socket's L3.
-    if (FILE* f = std::fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r")) {
+    int level = 0;
+    if (FILE* f = std::fopen("/sys/devices/system/cpu/cpu0/cache/index3/level", "r")) {
+      if (std::fscanf(f, "%d", &level) != 1) level = 0;
+      std::fclose(f);
+    }
+    if (FILE* f = level == 3 ? std::fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r") : nullptr) {
       long kib = 0;
       char unit = 0;
       const int got = std::fscanf(f, "%ld%c", &kib, &unit);

@@ -26,6 +26,7 @@
 #include "cpu/simd_convert-inl.h"
 #include "cpu/simd_plan.h"
 #include "cpu/simd_transpose-inl.h"
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -402,7 +403,7 @@ HWY_INLINE void NhwcPixels(const simd::NhwcPlan& pl, const float* HWY_RESTRICT v
   }
   const int64_t C = rows.ostride;
   if constexpr (std::is_same_v<T, float>) {
-    if (rows.stream) {  // whole vectors, 64-byte aligned (NhwcConv)
+    if (rows.stream && nvalid >= L) {  // 64-byte aligned (NhwcConv)
       for (int r = 0; r < R; ++r) hn::Stream(acc[r], d, yrow + (px0 + r) * C);
       return;
     }
@@ -1298,10 +1299,13 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
   // What reads the input itself, no scratch copy: in-place mode and the
   // clipped tiles (fp32 in place, or bf16 in pairs).
   const bool no_copy = in_place || pl.clipped;
-  // Streaming stores need every output vector aligned: C a multiple of the
-  // vector (plan_nhwc) and the tensor on a 64-byte boundary.
+  // Streaming stores need every output vector aligned: C and the channel
+  // blocks multiples of 16 (plan_nhwc) and the tensor on a 64-byte
+  // boundary. And whole-line vectors (AVX-512): narrower ones fill a line
+  // from 2 or 4 pixel groups a row apart (channel vectors outer), which
+  // the write-combining buffers may evict half written; unmeasured.
   const bool stream = std::is_same_v<T, float> && pl.stream && (reinterpret_cast<uintptr_t>(y) & 63) == 0 &&
-                      int64_t(hn::Lanes(hn::ScalableTag<float>())) * int64_t(sizeof(float)) <= 64;
+                      int64_t(hn::Lanes(hn::ScalableTag<float>())) * int64_t(sizeof(float)) == 64;
   // In-place mode: output columns [int_lo, int_hi) of the image read no padding.
   const int64_t last_tap = (g.kw - 1) * g.dw;
   const int64_t int_lo = g.pl <= 0 ? 0 : simd::ceil_div(g.pl, g.sw);
@@ -1360,7 +1364,6 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
     auto row_all_c = [&](int64_t r, int64_t ca, int64_t cz, NhwcPrefetch& pf, int64_t srow = 0,
                          int64_t spitch = 0) {
       NhwcRows rows = rows_of(r);
-      rows.stream = stream;
       auto run_with = [&](auto in_place_tag, const float* src, int64_t splane, int64_t cols, auto* yrow) {
         constexpr bool kInPlace = decltype(in_place_tag)::value;
         if constexpr (kInPlace) {  // at most 9 taps, or up to 5x5 (plan_nhwc)
@@ -1386,6 +1389,7 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
         // src_w * cin elements apart, pixels cin apart.
         rows.pix = g.cin;
         rows.rel0 = (oy0 + r) * g.sh - g.pt, rows.row_floats = g.src_w * g.cin, rows.ostride = g.c;
+        rows.stream = stream && in_place && !pl.clipped;  // the in-place rows' NhwcPixels
       }
       auto yrow_nhwc = [&] { return y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0 + ca; };
       if (pl.clipped) {  // short rows: whole, in edge-clipped tiles
@@ -1511,7 +1515,7 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       if (r >= ry || g.nchw) return pf;
       if (!stream)  // a prefetch for writing would bring the lines in
         pf.output(reinterpret_cast<const char*>(y + ((n * g.out_h + oy0 + r) * g.out_w + ox0) * g.c + c0), bw,
-                nc * int64_t(sizeof(T)), g.c * int64_t(sizeof(T)), groups);
+                  nc * int64_t(sizeof(T)), g.c * int64_t(sizeof(T)), groups);
       // The copy's input at stride 1 only: at stride 2 (two rows of input
       // per output row) it made mnv2_96x112_s2 25 % slower and effb0 5 %:
       // the prefetches stall once the misses in flight are at their limit.
@@ -1558,16 +1562,15 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
                        blk + 1 == pl.ncb ? pl.cp : (blk + 1) * pl.cb);
       for (int64_t n = 0; n < N; ++n) run_task(n * pl.ncb + blk);
     }
+    if (stream) hwy::FlushStream();
     return;
   }
   // nowait: the end of the parallel region is the barrier (libgomp wakes
   // the team at each one, a futex syscall).
 #pragma omp for schedule(dynamic, 1) nowait
   for (int64_t task = 0; task < tasks; ++task) run_task(task);
-#if HWY_ARCH_X86
   // Streaming stores are weakly ordered: visible before the region ends.
-  if (stream) __builtin_ia32_sfence();
-#endif
+  if (stream) hwy::FlushStream();
 }
 
 }  // namespace dwconv::cpu::HWY_NAMESPACE

@@ -717,7 +717,7 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // the call's input and output together exceed the last-level cache: the
   // output could not stay there for the next layer anyway, and stores that
   // bypass the cache skip reading each output line first (a third of the
-  // traffic). Zen 4 (LLC 32 MiB), 2 threads, two or three sets of 4-6
+  // traffic at stride 1, a sixth at stride 2). AVX-512 only (NhwcConv). Zen 4 (LLC 32 MiB), 2 threads, two or three sets of 4-6
   // interleaved runs against plain stores (minima): Mamba 1D k4 at batch 1
   // (84 MB, 1.07 GB) 1.33-1.53x; batch 16 MobileNetV2 3x3 (36-103 MB)
   // 1.07-1.42x but 144 x 56x56 at stride 2 (36 MB) 0.76-1.04x, the

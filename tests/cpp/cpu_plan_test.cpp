@@ -407,8 +407,10 @@ TEST(CpuNhwcPlan, StreamingStoresPastTheLastLevelCache) {
     EXPECT_TRUE(forward_plan(big, 2).stream);
     EXPECT_FALSE(forward_plan(conv2d_shape(1, 96, 112, 112, 3, 3, 2, 1), 2).stream);  // 6 MB
     EXPECT_FALSE(forward_plan(big, 2, /*f32=*/false).stream);                          // bf16: no in place
-    EXPECT_FALSE(forward_plan(conv2d_shape(16, 96, 112, 112, 7, 7, 1, 3), 2).stream);  // the copy
-    EXPECT_FALSE(forward_plan(conv2d_shape(4096, 960, 7, 7, 3, 3, 1, 1), 2).stream);   // clipped tiles
+    const NhwcPlan copy = forward_plan(conv2d_shape(16, 96, 112, 112, 7, 7, 1, 3), 2);
+    EXPECT_TRUE(!copy.in_place && !copy.stream);
+    const NhwcPlan clipped = forward_plan(conv2d_shape(4096, 960, 7, 7, 3, 3, 1, 1), 2);
+    EXPECT_TRUE(clipped.clipped && !clipped.stream);
     cpu::simd::NhwcGeom g = cpu::simd::nhwc_grad_input(conv2d_shape(16, 96, 112, 112, 3, 3, 1, 1));
     g.f32 = true;
     EXPECT_TRUE(cpu::simd::plan_nhwc(g, 16, 2, true).in_place);
