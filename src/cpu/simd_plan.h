@@ -598,7 +598,8 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // fp32 k3 0.83-0.98x. Session 21, with the input prefetched, fp32 k3
   // too: hot, 1 thread, 14x14 outputs 1.5-1.7x over the copy; cold, 2
   // threads, 5-6 runs, over the same rows read in place without the tiles:
-  // 14x14 outputs 1.11x (AVX2 0.87-0.94x), 7x7 outputs on AVX2 1.25-1.39x.
+  // 14x14 outputs 1.11x (AVX2: the suites' two 0.87-0.94x, 64 channels
+  // 1.20x), 7x7 outputs on AVX2 1.25-1.39x.
   // And kernels wider than 7 on images at most 7 wide (RepLKNet's and
   // SLaK's 13x13 on 7x7), stride 1: NhwcRowStationary's tiles keep a tap
   // row's input columns in registers and skip the padding taps the copy
