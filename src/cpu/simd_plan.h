@@ -399,6 +399,11 @@ struct NhwcPlan {
   // In-place rows whose call's data exceeds the last-level cache: output
   // vectors in streaming stores where the output is 64-byte aligned.
   bool stream = false;
+  // In-place rows of single-row images (1D): pixel groups outside, channel
+  // vectors inside (NhwcRowAllC), so the loads walk R + kw - 1 pixels'
+  // channels in order, where a channel vector's pass over the row touched
+  // one line per pixel, C floats apart.
+  bool pixel_major = false;
   int64_t scratch_floats = 0;
   // NCHW only: per-thread fp32 output stage ([pixel][channel], see
   // stage_pitch) that NchwFlush transposes into the output.
@@ -645,10 +650,13 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
     // 1.40x at batch 16.
     best.bw = g.out_w, best.nbx = 1, best.wp = wp_full;
     // Except rows whose window of all channels exceeds twice the budget
-    // (Mamba's 1D rows: 2048 pixels x 1536 channels, 12 MB): a row walks
-    // one channel vector at a time, so each vector's pass would stream the
-    // whole row from memory, 64 bytes per pixel; even column blocks that
-    // fit keep it in L2. And single rows (1D) at a batch the threads do
+    // (Mamba's 1D rows: 2048 pixels x 1536 channels, 12 MB): a 2D row
+    // walks one channel vector at a time, so each vector's pass would
+    // stream the whole row from memory, 64 bytes per pixel; even column
+    // blocks that fit keep it in L2. (1D rows walk pixel-major, below;
+    // for them the blocks only cut the row into tasks, and blocks 4x or
+    // 16x wider measured 0.83-1.15x on the Mamba shapes, no direction.)
+    // And single rows (1D) at a batch the threads do
     // not divide, where whole rows left threads idle (Mamba at batch 1:
     // one task): the fewest even column blocks that make the tasks a
     // multiple of the threads.
@@ -668,6 +676,14 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   }
   best.narrow_row_weights = best.narrow && n == 1 && g.out_h <= 3 && g.out_w <= 3;
   best.clipped = (best.in_place || best.pairs) && short_rows && !best.narrow;
+  // Rows of 1D convolutions (one output row of one tap row) read in place
+  // walk pixel-major: no next row is prefetched for them, and the channel-
+  // major walk read 64 bytes of each pixel per pass. Zen 4, 2 threads,
+  // batch 1, Mamba k4 (2048 x 1536, 2048 x 5120, 65536 x 2048 channels), 3
+  // interleaved runs (minima): 1.37x, 1.51x, 1.65x; pixel groups of 6
+  // over groups of 10: 1.01-1.16x. On 2D rows it lost (MobileNetV2, batch
+  // 1: 0.74-0.98x), where the next row's prefetch covers the window.
+  best.pixel_major = best.in_place && !best.clipped && !best.narrow && g.out_h == 1 && g.kh == 1;
   if (best.clipped) {
     // No scratch, so no budget to block by: whole rows (a column block
     // would split the tiles: 768 x 7x7 k7 had blocks of 6 and 1 columns)

@@ -89,6 +89,7 @@ std::vector<Shape> isa_shapes() {
       conv1d_shape(2, 32, 50, 4, 1, 0, 1, 1, true),  // causal
       conv1d_shape(1, 48, 203, 4, 1, 0, 1, 1, true), // batch 1 in place: column blocks per thread
       conv1d_shape(1, 32, 150, 7, 1, 3),              // the same, k7 (generic width, in place)
+      conv1d_shape(1, 64, 301, 5, 1, 2),              // 1D k5 in place, pixel-major (cpu_plan_test)
       conv2d_shape(1, 32, 14, 15, 12, 12, 1, 0),     // output narrower than the kernel, no padding: 3x4 tiles
       conv2d_shape(2, 16, 20, 9, 7, 7, 1, 0),        // the same, 14x3 output (the scratch copy at bf16)
       conv2d_shape(1, 48, 12, 12, 10, 10, 1, 0),     // 3x3: one tile per block, weights arranged by tap row

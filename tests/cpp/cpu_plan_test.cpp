@@ -321,6 +321,33 @@ TEST(CpuNhwcPlan, SingleRowsSplitByColumnsForTheThreads) {
   EXPECT_EQ(forward_plan(conv2d_shape(1, 384, 64, 64, 3, 3, 1, 1), 2).nbx, 1);
 }
 
+TEST(CpuNhwcPlan, PixelMajorOneDRows) {
+  // 1D rows read in place walk pixel groups outside and channel vectors
+  // inside; cpu_isa_test's 1D in-place shapes (forward and grad-input at
+  // stride 1) reach that walk only through this flag. Its pixel groups of
+  // 6, 4, 2 and 1 each run there: 48 x 203 on 2 threads has blocks of 102
+  // and 101 columns, 99 and 101 of them interior (16 x 6 + 2 + 1, 16 x 6
+  // + 4 + 1); 32 x 50 has 47 interior (7 x 6 + 4 + 1).
+  const Shape one_d[] = {conv1d_shape(2, 32, 50, 4, 1, 0, 1, 1, true), conv1d_shape(1, 48, 203, 4, 1, 0, 1, 1, true),
+                         conv1d_shape(1, 64, 301, 5, 1, 2),
+                         conv1d_shape(1, 1536, 2048, 4, 1, 0, 1, 1, true)};
+  for (const Shape& s : one_d)
+    for (int t = 1; t <= 3; ++t) {
+      const NhwcPlan p = forward_plan(s, t);
+      EXPECT_TRUE(p.in_place && p.pixel_major && !p.clipped && !p.narrow) << s.str() << " threads " << t;
+      cpu::simd::NhwcGeom gi = cpu::simd::nhwc_grad_input(s);
+      gi.f32 = true;
+      const NhwcPlan b = cpu::simd::plan_nhwc(gi, s.n, t, true);
+      EXPECT_TRUE(b.in_place && b.pixel_major) << "grad-input " << s.str() << " threads " << t;
+    }
+  // 2D rows keep the channel-major walk (the next row's prefetch covers
+  // their window); the copy and bf16's pairs never take it.
+  const Shape not_1d[] = {conv2d_shape(1, 384, 64, 64, 3, 3, 1, 1), conv2d_shape(2, 32, 9, 23, 3, 3, 1, 1),
+                          conv2d_shape(1, 32, 3, 2, 3, 3, 1, 1), conv1d_shape(1, 512, 1024, 31, 1, 15)};
+  for (const Shape& s : not_1d) EXPECT_FALSE(forward_plan(s, 2).pixel_major) << s.str();
+  EXPECT_FALSE(forward_plan(conv1d_shape(1, 48, 203, 4, 1, 0, 1, 1, true), 2, /*f32=*/false).pixel_major);
+}
+
 TEST(CpuNhwcPlan, ColumnBlocksOnlyForTheCopy) {
   // cpu_isa_test's 1024 x 4x40 k3: fp32 reads whole rows in place, bf16
   // (rows of 40K elements, no pair mode) copies them, in whole rows where
