@@ -628,14 +628,19 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   // elements. Session 8, Sapphire Rapids class Xeon, 2 threads, k3, 3
   // interleaved runs against the copy (minima): 16 x 32x112x112 1.54x,
   // 16 x 480x14x14 1.39x, 16 x 1152x7x7 1.25x; 64 x 384x64x64 (rows of 24K
-  // elements) 0.82x, so rows that long keep the copy.
+  // elements) 0.82x, so rows that long keep the copy. Except 1D rows (one
+  // output row of one tap row; pair rows walk pixel-major, as fp32's 1D
+  // rows do): Zen 4, 2 threads, batch 1, Mamba k4 (rows of 3M-134M
+  // elements), two sets of 3 interleaved runs against the copy (minima):
+  // 1.43-2.95x; AVX2 1.03-2.00x.
   // Short rows take the clipped tiles with pair mode's loads (k7 too).
   // Session 16, Zen 4 (AVX-512), 2 threads, the 12 short-row shapes of the
   // suites, 5 interleaved runs against the previous plan (pair rows at k3,
   // the copy at k5 / k7; minima): batch 16 1.00-1.99x (geomean 1.60x),
   // batch 1 0.86-1.52x (1.16x); AVX2 on the same machine 1.45x / 1.20x.
   best.pairs = !g.f32 && !g.nchw && g.m == 1 && g.uh == 1 && g.uw == 1 && g.c % 32 == 0 && best.cb % 32 == 0 &&
-               g.dw == 1 && g.src_w * g.c <= 16384 && ((stride1 && (g.kh * g.kw <= 9 || halo_bound)) || short_rows);
+               g.dw == 1 && (g.src_w * g.c <= 16384 || (g.out_h == 1 && g.kh == 1)) &&
+               ((stride1 && (g.kh * g.kw <= 9 || halo_bound)) || short_rows);
   // Narrow mode needs rows too short for a pixel group of 8 (else the
   // register window's 0.4-0.6 loads per FMA win) and 3 of them for a tile;
   // it is forward only (its tiles do not flip the kernel).

@@ -257,8 +257,11 @@ TEST(CpuNhwcPlan, NchwBlocksIgnoreTheRowBudget) {
 
 TEST(CpuNhwcPlan, PairModeForBf16) {
   // bf16 reads in place in pairs where fp32 reads in place, given whole
-  // blocks of 32 channels, dilation 1 along W and rows of <= 16K elements.
+  // blocks of 32 channels, dilation 1 along W and rows of <= 16K elements,
+  // or 1D rows of any length (cpu_isa_test's 64 x 301 k5: 19K elements).
   const Shape pairs[] = {
+      conv1d_shape(1, 64, 301, 5, 1, 2),
+      conv1d_shape(1, 1536, 2048, 4, 1, 0, 1, 1, true),
       conv2d_shape(2, 32, 9, 23, 3, 3, 1, 1),
       conv2d_shape(1, 1024, 4, 10, 3, 3, 1, 1),
       conv2d_shape(1, 64, 7, 7, 5, 5, 1, 2),  // 5x5, 1-2 rows per task
