@@ -802,7 +802,8 @@ HWY_INLINE int64_t NhwcRow(const simd::NhwcPlan& pl, const float* vs, const Nhwc
 // Every channel vector of the block for the current output row: whole
 // vectors take pixel groups of 10 / 8 one vector at a time, then the
 // remaining (< 8) pixels several vectors at a time (4 x 2, 2 x 4, 1 x 8); a partial last vector
-// does all its pixels alone.
+// does all its pixels alone. Pixel-major plans (1D rows in place) walk
+// pixel groups of 6, 4, 2, 1 outside and every vector inside instead.
 // Channels [ca, nc) of the block (ca a multiple of L); yrow points at
 // channel ca of the output row.
 template <int KW, bool IN_PLACE, typename T>
@@ -814,6 +815,9 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
   int64_t done = bw;
   if (IN_PLACE && pl.pixel_major) {
     // Pixel groups of 6 outside, channel vectors inside (NhwcPlan::pixel_major).
+    // Six chains per call are fewer than the register window's rule of
+    // more than 8, but consecutive calls (the next channel vector) are
+    // independent, so their chains overlap; groups of 10 were 0.86-0.99x.
     int64_t px = 0;
     auto groups = [&](auto r) {
       constexpr int R = decltype(r)::value;
@@ -1553,9 +1557,11 @@ void NhwcConv(const simd::NhwcPlan& pl, int64_t N, const T* x, const T* w, const
       return pf;
     };
     int64_t next_in = base;  // first input row not copied yet
-    // Not for pixel-major rows (1D), whose loads walk the input in order:
-    // all of a task's input at once (67 pixels of 8 KB on Mamba's long
-    // row) was 0.73-0.85x of none (Zen 4, 2 threads, the 3 Mamba shapes).
+    // Not for pixel-major rows (1D: one row per task, so this would be
+    // its only prefetch, input and output), whose loads walk the input in
+    // order: all of a task's input at once (67 pixels of 8 KB on Mamba's
+    // long row) was 0.80-0.91x of none (Zen 4, 2 threads, batch 1, the 3
+    // Mamba shapes, pixel-major, two sets of 3-4 interleaved runs).
     if (no_copy && !pl.pixel_major) prefetch_for(0, true).rest();
     for (int64_t r = 0; r < ry; ++r) {
       const int64_t top = (oy0 + r) * g.sh - g.pt;

@@ -399,10 +399,10 @@ struct NhwcPlan {
   // In-place rows whose call's data exceeds the last-level cache: output
   // vectors in streaming stores where the output is 64-byte aligned.
   bool stream = false;
-  // In-place rows of single-row images (1D): pixel groups outside, channel
-  // vectors inside (NhwcRowAllC), so the loads walk R + kw - 1 pixels'
-  // channels in order, where a channel vector's pass over the row touched
-  // one line per pixel, C floats apart.
+  // In-place rows of one output row of one tap row (1D): pixel groups
+  // outside, channel vectors inside (NhwcRowAllC), so the loads walk
+  // R + kw - 1 pixels' channels in order, where a channel vector's pass
+  // over the row touched one vector per pixel, C floats apart.
   bool pixel_major = false;
   int64_t scratch_floats = 0;
   // NCHW only: per-thread fp32 output stage ([pixel][channel], see
@@ -625,12 +625,13 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
                    short_rows);
   // Pair mode: bf16 where fp32 reads in place, at dilation 1 along W, whole
   // blocks of 32 channels (two of the widest vectors), rows of at most 16K
-  // elements. Session 8, Sapphire Rapids class Xeon, 2 threads, k3, 3
+  // elements (1D rows of any length, below). Session 8, Sapphire Rapids class Xeon, 2 threads, k3, 3
   // interleaved runs against the copy (minima): 16 x 32x112x112 1.54x,
   // 16 x 480x14x14 1.39x, 16 x 1152x7x7 1.25x; 64 x 384x64x64 (rows of 24K
   // elements) 0.82x, so rows that long keep the copy. Except 1D rows (one
-  // output row of one tap row; pair rows walk pixel-major, as fp32's 1D
-  // rows do): Zen 4, 2 threads, batch 1, Mamba k4 (rows of 3M-134M
+  // output row of one tap row), whose window is their one input row, read
+  // once and in order by the pair rows' pixel-major walk:
+  // Zen 4, 2 threads, batch 1, Mamba k4 (rows of 3M-134M
   // elements), two sets of 3 interleaved runs against the copy (minima):
   // 1.43-2.95x; AVX2 1.03-2.00x.
   // Short rows take the clipped tiles with pair mode's loads (k7 too).
@@ -683,7 +684,7 @@ inline NhwcPlan plan_nhwc(const NhwcGeom& g, int64_t n, int threads, bool balanc
   best.clipped = (best.in_place || best.pairs) && short_rows && !best.narrow;
   // Rows of 1D convolutions (one output row of one tap row) read in place
   // walk pixel-major: no next row is prefetched for them, and the channel-
-  // major walk read 64 bytes of each pixel per pass. Zen 4, 2 threads,
+  // major walk read one vector of each pixel per pass. Zen 4, 2 threads,
   // batch 1, Mamba k4 (2048 x 1536, 2048 x 5120, 65536 x 2048 channels), 3
   // interleaved runs (minima): 1.37x, 1.51x, 1.65x; pixel groups of 6
   // over groups of 10: 1.01-1.16x. On 2D rows it lost (MobileNetV2, batch

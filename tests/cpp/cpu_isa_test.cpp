@@ -89,7 +89,6 @@ std::vector<Shape> isa_shapes() {
       conv1d_shape(2, 32, 50, 4, 1, 0, 1, 1, true),  // causal
       conv1d_shape(1, 48, 203, 4, 1, 0, 1, 1, true), // batch 1 in place: column blocks per thread
       conv1d_shape(1, 32, 150, 7, 1, 3),              // the same, k7 (generic width, in place)
-      conv1d_shape(1, 64, 301, 5, 1, 2),              // 1D k5 in place, pixel-major (cpu_plan_test)
       conv2d_shape(1, 32, 14, 15, 12, 12, 1, 0),     // output narrower than the kernel, no padding: 3x4 tiles
       conv2d_shape(2, 16, 20, 9, 7, 7, 1, 0),        // the same, 14x3 output (the scratch copy at bf16)
       conv2d_shape(1, 48, 12, 12, 10, 10, 1, 0),     // 3x3: one tile per block, weights arranged by tap row
@@ -205,7 +204,8 @@ std::vector<Shape> isa_shapes() {
   v.push_back(conv1d_shape(2, 24, 90, 9, 1, 4));
   v.push_back(conv1d_shape(1, 32, 90, 9, 2, 4));  // dy in place at stride 2, two tap chunks
   // A 1D row longer than the fp32 band (kWgFlushPx = 2048 pixels): the
-  // sums go to fp64 per band of columns.
+  // sums go to fp64 per band of columns. (Forward and grad-input: a
+  // rolling pixel-major row; bf16 in pairs, 144K elements.)
   v.push_back(conv1d_shape(1, 32, 4500, 3, 1, 1));
   return v;
 }
@@ -279,6 +279,28 @@ TEST_P(CpuIsa, SimdVariantsOnOwnedChannelBlocks) {
   const std::vector<Shape> shapes = owned_shapes();
   for (size_t i = 0; i < shapes.size(); ++i)
     for (uint64_t t = 0; t < 3; ++t) check_simd_variants(GetParam(), shapes[i], 402 + 3 * i + t, runs);
+}
+
+// 1D rows read in place walk pixel-major (NhwcPlan::pixel_major; bf16
+// in pairs, at any row length): cpu_plan_test pins the modes. Every shape
+// at 1, 2 and 3 threads: whole-image and rolling tasks, column blocks
+// whose interior columns end in pixel groups of 4, 2 and 1 after the 6s
+// (64 x 301 at 3 threads: 99, 101 and 97), both edges, k3 / k4 / k5.
+std::vector<Shape> pixel_major_shapes() {
+  return {
+      conv1d_shape(1, 64, 301, 5, 1, 2),                // whole image; bf16 pairs past 16K elements
+      conv1d_shape(2, 32, 50, 4, 1, 0, 1, 1, true),     // causal
+      conv1d_shape(1, 64, 1100, 4, 1, 0, 1, 1, true),   // rolling: a window past the scratch budget
+      conv1d_shape(1, 48, 203, 3, 1, 1),                // k3; bf16 copies (48 channels)
+  };
+}
+TEST_P(CpuIsa, SimdVariantsOnPixelMajorRows) {
+  std::map<std::string, int> runs;
+  const std::vector<Shape> shapes = pixel_major_shapes();
+  for (size_t i = 0; i < shapes.size(); ++i)
+    for (uint64_t t = 0; t < 3; ++t) check_simd_variants(GetParam(), shapes[i], 501 + 3 * i + t, runs);
+  EXPECT_GT(runs["cpu_fwd_nhwc_vec"], 0);
+  EXPECT_GT(runs["cpu_dgrad_nhwc_vec"], 0);
 }
 
 // Streaming stores (NhwcPlan::stream: in-place rows of calls whose data

@@ -279,6 +279,7 @@ TEST(CpuNhwcPlan, PairModeForBf16) {
       conv2d_shape(1, 64, 12, 12, 3, 3, 1, 1, 2),    // dilation 2
       conv2d_shape(1, 64, 56, 56, 3, 3, 2, 1),       // stride 2 on rows of 28 (14 take the clipped tiles)
       conv2d_shape(64, 384, 64, 64, 3, 3, 1, 1),     // rows of 24K elements
+      conv2d_shape(1, 384, 3, 64, 3, 3, 1, 0),       // the same, one output row of 3 tap rows
   };
   for (const Shape& s : copies) EXPECT_FALSE(forward_plan(s, 2, /*f32=*/false).pairs) << s.str();
 }
@@ -326,29 +327,37 @@ TEST(CpuNhwcPlan, SingleRowsSplitByColumnsForTheThreads) {
 
 TEST(CpuNhwcPlan, PixelMajorOneDRows) {
   // 1D rows read in place walk pixel groups outside and channel vectors
-  // inside; cpu_isa_test's 1D in-place shapes (forward and grad-input at
-  // stride 1) reach that walk only through this flag. Its pixel groups of
-  // 6, 4, 2 and 1 each run there: 48 x 203 on 2 threads has blocks of 102
-  // and 101 columns, 99 and 101 of them interior (16 x 6 + 2 + 1, 16 x 6
-  // + 4 + 1); 32 x 50 has 47 interior (7 x 6 + 4 + 1).
-  const Shape one_d[] = {conv1d_shape(2, 32, 50, 4, 1, 0, 1, 1, true), conv1d_shape(1, 48, 203, 4, 1, 0, 1, 1, true),
-                         conv1d_shape(1, 64, 301, 5, 1, 2),
+  // inside, forward and grad-input at stride 1; cpu_isa_test's
+  // pixel_major_shapes() reach that walk only through this flag, in
+  // whole-image tasks and in rolling ones (64 x 1100: a window past the
+  // scratch budget).
+  const Shape one_d[] = {conv1d_shape(1, 64, 301, 5, 1, 2), conv1d_shape(2, 32, 50, 4, 1, 0, 1, 1, true),
+                         conv1d_shape(1, 64, 1100, 4, 1, 0, 1, 1, true), conv1d_shape(1, 48, 203, 3, 1, 1),
                          conv1d_shape(1, 1536, 2048, 4, 1, 0, 1, 1, true)};
   for (const Shape& s : one_d)
     for (int t = 1; t <= 3; ++t) {
       const NhwcPlan p = forward_plan(s, t);
-      EXPECT_TRUE(p.in_place && p.pixel_major && !p.clipped && !p.narrow) << s.str() << " threads " << t;
+      const std::string what = s.str() + " threads " + std::to_string(t);
+      EXPECT_TRUE(p.in_place && p.pixel_major && !p.clipped && !p.narrow) << what;
+      EXPECT_EQ(p.whole, s.w < 1000) << what;
       cpu::simd::NhwcGeom gi = cpu::simd::nhwc_grad_input(s);
       gi.f32 = true;
       const NhwcPlan b = cpu::simd::plan_nhwc(gi, s.n, t, true);
-      EXPECT_TRUE(b.in_place && b.pixel_major) << "grad-input " << s.str() << " threads " << t;
+      EXPECT_TRUE(b.in_place && b.pixel_major) << "grad-input " << what;
     }
+  // 64 x 301 at 3 threads: column blocks of 101, 101 and 99, whose 99,
+  // 101 and 97 interior columns end in groups of 2 + 1, 4 + 1 and 1.
+  const NhwcPlan p3 = forward_plan(conv1d_shape(1, 64, 301, 5, 1, 2), 3);
+  EXPECT_EQ(p3.nbx, 3);
+  EXPECT_EQ(p3.bw, 101);
   // 2D rows keep the channel-major walk (the next row's prefetch covers
-  // their window); the copy and bf16's pairs never take it.
+  // their window), a single output row of 3 tap rows included; the copy
+  // and bf16's pairs never take it.
   const Shape not_1d[] = {conv2d_shape(1, 384, 64, 64, 3, 3, 1, 1), conv2d_shape(2, 32, 9, 23, 3, 3, 1, 1),
-                          conv2d_shape(1, 32, 3, 2, 3, 3, 1, 1), conv1d_shape(1, 512, 1024, 31, 1, 15)};
+                          conv2d_shape(1, 32, 3, 2, 3, 3, 1, 1), conv2d_shape(1, 384, 3, 64, 3, 3, 1, 0),
+                          conv1d_shape(1, 512, 1024, 31, 1, 15)};
   for (const Shape& s : not_1d) EXPECT_FALSE(forward_plan(s, 2).pixel_major) << s.str();
-  EXPECT_FALSE(forward_plan(conv1d_shape(1, 48, 203, 4, 1, 0, 1, 1, true), 2, /*f32=*/false).pixel_major);
+  EXPECT_FALSE(forward_plan(conv1d_shape(1, 64, 301, 5, 1, 2), 2, /*f32=*/false).pixel_major);
 }
 
 TEST(CpuNhwcPlan, ColumnBlocksOnlyForTheCopy) {
