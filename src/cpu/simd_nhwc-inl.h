@@ -799,6 +799,36 @@ HWY_INLINE int64_t NhwcRow(const simd::NhwcPlan& pl, const float* vs, const Nhwc
   return bw;
 }
 
+// Pixel-major rows of one tap row at stride 1 and dilation 1 (1D in place,
+// kw 3-5): R output pixels (y: their first, at channel 0), channels
+// [ca, whole), the group's pointers hoisted out of the channel loop, the
+// taps a register window of compile-time width, and no tap-row loop or
+// prefetch step per vector (a 1D task has no next row to prefetch).
+template <int R>
+HWY_INLINE void NhwcGroupOneRow(const float* HWY_RESTRICT x, int64_t pix, const float* HWY_RESTRICT w, int64_t cp,
+                                const float* HWY_RESTRICT bias, int64_t kw, int64_t ca, int64_t whole, int64_t C,
+                                bool stream, float* HWY_RESTRICT y) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  for (int64_t cv = ca; cv < whole; cv += L) {
+    hn::Vec<decltype(d)> acc[R];
+    for (int k = 0; k < R; ++k) acc[k] = bias ? hn::Load(d, bias + cv) : hn::Zero(d);
+    if (kw == 4) {
+      WindowTaps<R, 4, 1, true>(x + cv, pix, w + cv, cp, acc);
+    } else if (kw == 3) {
+      WindowTaps<R, 3, 1, true>(x + cv, pix, w + cv, cp, acc);
+    } else {
+      WindowTaps<R, 3, 1, true>(x + cv, pix, w + cv, cp, acc);
+      WindowTaps<R, 2, 1, true>(x + cv + 3 * pix, pix, w + cv + 3 * cp, cp, acc);
+    }
+    if (stream) {  // 64-byte aligned (NhwcConv)
+      for (int k = 0; k < R; ++k) hn::Stream(acc[k], d, y + k * C + cv);
+    } else {
+      for (int k = 0; k < R; ++k) hn::StoreU(acc[k], d, y + k * C + cv);
+    }
+  }
+}
+
 // Every channel vector of the block for the current output row: whole
 // vectors take pixel groups of 10 / 8 one vector at a time, then the
 // remaining (< 8) pixels several vectors at a time (4 x 2, 2 x 4, 1 x 8); a partial last vector
@@ -818,9 +848,26 @@ void NhwcRowAllC(const simd::NhwcPlan& pl, const float* scratch, int64_t vplane,
     // Six chains per call are fewer than the register window's rule of
     // more than 8, but consecutive calls (the next channel vector) are
     // independent, so their chains overlap; groups of 10 were 0.86-0.99x.
+    // One tap row at stride 1 (every 1D row in place, kw 3-5) takes
+    // NhwcGroupOneRow, which left the general pixel group (a tap-row loop,
+    // the generic width's chunks, a prefetch step per vector) behind: Zen
+    // 4, 2 threads, batch 1, Mamba k4 and 2048 x 1536 k3 / k5, 4
+    // interleaved runs (minima): 1.08-1.20x; AVX2 1.38-1.93x.
     int64_t px = 0;
+    const simd::NhwcGeom& g = pl.g;
+    const bool one_row = IN_PLACE && g.sw == 1 && g.dw == 1 && g.kw >= 3 && g.kw <= 5 && rows.i_hi - rows.i_lo == 1;
     auto groups = [&](auto r) {
       constexpr int R = decltype(r)::value;
+      if constexpr (IN_PLACE) {
+        if (one_row) {
+          const float* HWY_RESTRICT x0 = scratch + rows.template offset<IN_PLACE>(rows.i_lo, g.dh);
+          const float* HWY_RESTRICT w0 = wt + rows.i_lo * g.kw * pl.cp;
+          for (; px + R <= bw; px += R)
+            NhwcGroupOneRow<R>(x0 + px * rows.pix, rows.pix, w0, pl.cp, bias, g.kw, ca, whole, rows.ostride,
+                               rows.stream, yrow + px * rows.ostride - ca);
+          return;
+        }
+      }
       for (; px + R <= bw; px += R)
         for (int64_t cv = ca; cv < whole; cv += L)
           pf.step(), NhwcPixels<R, KW, IN_PLACE>(pl, scratch + (cv / L) * vplane, rows, wt + cv,
